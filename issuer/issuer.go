@@ -1,0 +1,159 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/metrics"
+	"github.com/portcullis/portcullis/revocation"
+)
+
+// Options are an Issuer's dependencies.
+type Options struct {
+	Config      *config.Config
+	Logger      *slog.Logger
+	Metrics     *metrics.Metrics
+	Revocations *revocation.Store // nil: revocation is not checked
+	// HTTPClient fetches trusted issuers' JWKS; nil uses a client with a
+	// 5 s timeout (never http.DefaultClient).
+	HTTPClient *http.Client
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// AdmitToken runs on /token after the client id is known and before any
+	// bcrypt work. It returns false after writing a refusal (a 429).
+	AdmitToken func(w http.ResponseWriter, r *http.Request, clientID string) bool
+	// SecurityLog reports security events (failed client authentication);
+	// nil logs nothing.
+	SecurityLog func(r *http.Request, msg string, args ...any)
+}
+
+// Issuer mints and verifies tokens. It is built once per configuration and is
+// safe for concurrent use; a new configuration means a new Issuer, which also
+// drops the credential and token caches.
+type Issuer struct {
+	url      string
+	ttl      time.Duration
+	skew     time.Duration
+	audience []string
+	signing  *Key
+	keys     []*Key
+	keysByID map[string]*Key
+	remotes  map[string]*remoteIssuer
+	parser   *jwt.Parser
+	cache    *tokenCache
+	clients  *clientAuth
+	revoked  *revocation.Store
+	admin    string
+
+	log         *slog.Logger
+	secLog      func(*http.Request, string, ...any)
+	metrics     *metrics.Metrics
+	now         func() time.Time
+	admitToken  func(http.ResponseWriter, *http.Request, string) bool
+	maxLifetime time.Duration
+}
+
+// New loads keys and clients. With no key configured (allowed only in
+// development) it generates an ephemeral ES256 key and logs a warning.
+func New(o Options) (*Issuer, error) {
+	cfg := o.Config
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: jwksFetchTimeout}
+	}
+	if o.SecurityLog == nil {
+		o.SecurityLog = func(*http.Request, string, ...any) {}
+	}
+	keys, err := loadKeys(cfg.Issuer.Keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		if cfg.Environment != config.Development {
+			return nil, errors.New("issuer.keys: no key configured")
+		}
+		k, err := ephemeralKey()
+		if err != nil {
+			return nil, err
+		}
+		o.Logger.Warn("no signing key configured: generated an ephemeral ES256 key; tokens will not survive a restart (development only)", "kid", k.ID)
+		keys = []*Key{k}
+	}
+	clients, err := newClientAuth(cfg.Issuer.Clients)
+	if err != nil {
+		return nil, err
+	}
+	iss := &Issuer{
+		url: cfg.Issuer.URL, ttl: cfg.Issuer.TokenTTL.D(), skew: cfg.ClockSkew.D(),
+		audience: cfg.Audience, signing: keys[0], keys: keys, keysByID: map[string]*Key{},
+		remotes: map[string]*remoteIssuer{}, cache: newTokenCache(), clients: clients,
+		revoked: o.Revocations, admin: cfg.Admin.Scope, log: o.Logger, secLog: o.SecurityLog,
+		metrics: o.Metrics, now: o.Now, admitToken: o.AdmitToken,
+		maxLifetime: max(cfg.Issuer.TokenTTL.D(), 24*time.Hour),
+	}
+	algs := map[string]bool{}
+	for _, k := range keys {
+		iss.keysByID[k.ID] = k
+		algs[k.Alg] = true
+	}
+	for _, t := range cfg.TrustedIssuers {
+		iss.remotes[t.Issuer] = newRemote(t, o.HTTPClient, o.Logger, o.Now)
+		for _, a := range t.Algorithms {
+			algs[a] = true
+		}
+	}
+	methods := make([]string, 0, len(algs))
+	for a := range algs {
+		methods = append(methods, a)
+	}
+	iss.parser = jwt.NewParser(
+		jwt.WithValidMethods(methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(iss.skew),
+		jwt.WithTimeFunc(o.Now),
+	)
+	return iss, nil
+}
+
+// Start fetches the trusted issuers' key sets and keeps them fresh until ctx
+// ends. A failed first fetch is logged, not fatal: the IdP may come up later.
+func (iss *Issuer) Start(ctx context.Context) {
+	for _, r := range iss.remotes {
+		go r.run(ctx)
+	}
+}
+
+// URL returns the iss claim of tokens minted here.
+func (iss *Issuer) URL() string { return iss.url }
+
+// AdminScope is the scope /admin/* requires.
+func (iss *Issuer) AdminScope() string { return iss.admin }
+
+// Sign mints a token for the given claims with the signing key; tests and
+// the benchmark use it too.
+func (iss *Issuer) Sign(c Claims) (string, error) {
+	t := jwt.NewWithClaims(iss.signing.method, c)
+	t.Header["kid"] = iss.signing.ID
+	t.Header["typ"] = "at+jwt"
+	s, err := t.SignedString(iss.signing.signer)
+	if err != nil {
+		return "", fmt.Errorf("signing with key %q: %w", iss.signing.ID, err)
+	}
+	return s, nil
+}

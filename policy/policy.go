@@ -1,0 +1,186 @@
+// Package policy decides what a request may do. It is pure: routes are
+// compiled once into an immutable table, and Decide looks only at the route
+// and the caller's scopes. No I/O, no JWT, no Redis.
+package policy
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/portcullis/portcullis/config"
+)
+
+// Auth is a route's authentication mode.
+type Auth uint8
+
+// Authentication modes.
+const (
+	// AuthRequired needs a valid token (and the route's scopes).
+	AuthRequired Auth = iota
+	// AuthOptional verifies a token when one is sent; none is anonymous.
+	AuthOptional
+	// AuthNone ignores tokens entirely; no identity is forwarded.
+	AuthNone
+)
+
+// Route is one compiled route. Routes are immutable.
+type Route struct {
+	// Name labels metrics and logs: the configured path, a closed set.
+	Name     string
+	Index    int
+	prefix   string // "" for the root route
+	methods  []string
+	host     string
+	Auth     Auth
+	Scopes   []string
+	Audience []string
+	// Limit is the route's own rate limit; nil means the default applies.
+	Limit *config.Limit
+}
+
+// Table is the compiled, immutable routing table. Safe for concurrent use.
+type Table struct {
+	routes []*Route
+}
+
+// Compile builds the table and returns warnings about routes that can never
+// match because an earlier route catches all their requests.
+func Compile(routes []config.Route) (*Table, []string, error) {
+	t := &Table{}
+	var warnings []string
+	var errs []string
+	for i, r := range routes {
+		p, err := CleanPath(r.Path)
+		if err != nil || p.Match != r.Path {
+			errs = append(errs, fmt.Sprintf("routes[%d].path: %q is not a plain path (no //, dot segments, encodings or ;)", i, r.Path))
+			continue
+		}
+		cr := &Route{
+			Name: r.Path, Index: i, prefix: strings.TrimRight(r.Path, "/"), methods: r.Methods,
+			host: strings.ToLower(r.Host), Scopes: r.Scopes, Audience: r.Audience, Limit: r.RateLimit,
+		}
+		switch r.Auth {
+		case "none":
+			cr.Auth = AuthNone
+		case "optional":
+			cr.Auth = AuthOptional
+		}
+		for j, earlier := range t.routes {
+			if earlier.shadows(cr) {
+				warnings = append(warnings, fmt.Sprintf("routes[%d] (%s) is shadowed by routes[%d] (%s) and never matches", i, r.Path, j, earlier.Name))
+				break
+			}
+		}
+		t.routes = append(t.routes, cr)
+	}
+	if len(errs) > 0 {
+		return nil, warnings, fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return t, warnings, nil
+}
+
+// shadows reports whether every request r matches also matches a.
+func (a *Route) shadows(r *Route) bool {
+	if !segmentPrefix(r.prefix, a.prefix) {
+		return false
+	}
+	if a.host != "" && a.host != r.host {
+		return false
+	}
+	if len(a.methods) == 0 {
+		return true
+	}
+	if len(r.methods) == 0 {
+		return false
+	}
+	for _, m := range r.methods {
+		if !slices.Contains(a.methods, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// segmentPrefix reports whether prefix is a whole-segment prefix of path:
+// /public matches /public and /public/x, never /publicity.
+func segmentPrefix(path, prefix string) bool {
+	if prefix == "" {
+		return true
+	}
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+// Match returns the first route matching the decoded path, method and host
+// (port ignored, case-insensitive), or nil. Matching is case-sensitive on
+// the path and never looks at the query.
+func (t *Table) Match(method, host, path string) *Route {
+	for _, r := range t.routes {
+		if !segmentPrefix(path, r.prefix) {
+			continue
+		}
+		if len(r.methods) > 0 && !slices.Contains(r.methods, method) {
+			continue
+		}
+		if r.host != "" && !hostEqual(r.host, host) {
+			continue
+		}
+		return r
+	}
+	return nil
+}
+
+func hostEqual(want, host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.EqualFold(want, host)
+}
+
+// Routes returns the compiled routes in order.
+func (t *Table) Routes() []*Route { return t.routes }
+
+// Outcome is a policy decision.
+type Outcome uint8
+
+// Outcomes.
+const (
+	Allow Outcome = iota
+	// Unauthenticated: 401, a token is needed.
+	Unauthenticated
+	// Forbidden: 403, the token lacks a scope or audience.
+	Forbidden
+)
+
+// Caller is what policy needs to know about a verified token.
+type Caller interface {
+	HasScope(string) bool
+	InAudience(string) bool
+}
+
+// Decide applies the route to the caller (nil when no valid token was
+// presented) and returns the outcome and, for Forbidden, the missing scope.
+func Decide(r *Route, c Caller) (Outcome, string) {
+	if r.Auth == AuthNone {
+		return Allow, ""
+	}
+	if c == nil {
+		if r.Auth == AuthOptional {
+			return Allow, ""
+		}
+		return Unauthenticated, ""
+	}
+	for _, s := range r.Scopes {
+		if !c.HasScope(s) {
+			return Forbidden, strings.Join(r.Scopes, " ")
+		}
+	}
+	if len(r.Audience) > 0 && !slices.ContainsFunc(r.Audience, c.InAudience) {
+		return Forbidden, ""
+	}
+	return Allow, ""
+}

@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/portcullis/portcullis/issuer"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/ratelimit"
+)
+
+var (
+	errDuplicateAuthorization = errors.New("two Authorization headers")
+	errEmptyBearer            = errors.New("empty bearer token")
+)
+
+// bearer extracts the token from Authorization (RFC 6750 §2.1; the scheme is
+// case-insensitive). A header with another scheme counts as no token.
+func bearer(values []string) (token string, sent bool, err error) {
+	switch len(values) {
+	case 0:
+		return "", false, nil
+	case 1:
+	default:
+		return "", true, errDuplicateAuthorization
+	}
+	scheme, rest, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false, nil
+	}
+	token = strings.TrimSpace(rest)
+	if token == "" {
+		return "", true, errEmptyBearer
+	}
+	return token, true, nil
+}
+
+// hasQueryToken reports an access_token query parameter (RFC 6750 §2.3),
+// which we refuse: URLs end up in logs and Referer headers.
+func hasQueryToken(rawQuery string) bool {
+	if !strings.Contains(rawQuery, "access_token") {
+		return false
+	}
+	q, err := url.ParseQuery(rawQuery)
+	return err != nil || q.Has("access_token")
+}
+
+// check runs match → verify → policy → limit for t. On refusal it writes the
+// response, counts it, and returns ok=false.
+func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start time.Time) (verdict, bool) {
+	route := h.table.Match(t.method, t.host, t.path.Match)
+	if route == nil {
+		h.finish(start, "not_found")
+		writeError(w, http.StatusNotFound, codeNotFound, "no route for this path")
+		return verdict{}, false
+	}
+	v := verdict{route: route}
+	if route.Auth != policy.AuthNone {
+		token, sent, err := bearer(r.Header[hAuthorization])
+		if err == errDuplicateAuthorization || hasQueryToken(t.rawQuery) {
+			h.finish(start, "invalid_request")
+			writeError(w, http.StatusBadRequest, codeInvalidRequest, "send one bearer token, in the Authorization header only")
+			return v, false
+		}
+		if sent {
+			p, verr := h.verify(token, err)
+			if verr != nil {
+				reason := issuer.Reason(verr)
+				h.metrics.AuthFailures.WithLabelValues(reason).Inc()
+				h.finish(start, "unauthorized")
+				h.secLog(r, "token rejected", "reason", reason, "remote", t.client.String(), "route", route.Name)
+				unauthorized(w, true, describe(verr))
+				return v, false
+			}
+			v.principal = p
+		}
+	}
+	var caller policy.Caller
+	if v.principal != nil {
+		caller = v.principal
+	}
+	switch outcome, scope := policy.Decide(route, caller); outcome {
+	case policy.Unauthenticated:
+		h.metrics.AuthFailures.WithLabelValues("missing_token").Inc()
+		h.finish(start, "unauthorized")
+		unauthorized(w, false, "")
+		return v, false
+	case policy.Forbidden:
+		h.metrics.AuthFailures.WithLabelValues("insufficient_scope").Inc()
+		h.finish(start, "forbidden")
+		h.secLog(r, "insufficient scope", "sub", v.principal.Subject, "route", route.Name, "required", scope)
+		forbidden(w, scope)
+		return v, false
+	}
+	if !h.rateLimit(w, r, t, &v, start) {
+		return v, false
+	}
+	return v, true
+}
+
+func (h *Handler) verify(token string, parseErr error) (*issuer.Principal, error) {
+	if parseErr != nil {
+		return nil, issuer.ErrMalformed
+	}
+	return h.iss.Verify(token)
+}
+
+// describe maps a verification error to a fixed description: never the
+// token's contents, never an internal error string.
+func describe(err error) string {
+	switch {
+	case errors.Is(err, issuer.ErrExpired):
+		return "the token is expired"
+	case errors.Is(err, issuer.ErrNotYetValid):
+		return "the token is not valid yet"
+	case errors.Is(err, issuer.ErrRevoked):
+		return "the token has been revoked"
+	case errors.Is(err, issuer.ErrAudience):
+		return "the token is not meant for this service"
+	case errors.Is(err, issuer.ErrIssuer):
+		return "the token issuer is not trusted"
+	case errors.Is(err, issuer.ErrTooLarge):
+		return "the token is too large"
+	}
+	return "the token is invalid"
+}
+
+// rateLimit applies the route's limit (or the default). It writes the
+// RateLimit headers on every limited response and answers 429 (or 503 under
+// on_redis_failure: deny) itself.
+func (h *Handler) rateLimit(w http.ResponseWriter, r *http.Request, t *target, v *verdict, start time.Time) bool {
+	spec := h.limits.forRoute(v.route)
+	if spec == nil {
+		return true
+	}
+	key := spec.key(r.Header, v.principal, t.client)
+	res, err := h.limiter.Allow(r.Context(), spec.scope, key, spec.limit)
+	if errors.Is(err, ratelimit.ErrUnavailable) {
+		h.finish(start, "unavailable")
+		w.Header().Set(hRetryAfter, "1")
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "rate limiting is unavailable; retry")
+		return false
+	}
+	spec.writeHeaders(w.Header(), res)
+	if res.Allowed {
+		return true
+	}
+	h.metrics.RateLimitViolations.WithLabelValues(spec.name).Inc()
+	h.secLog(r, "rate limit exceeded", "route", spec.name, "key_type", spec.keyType, "remote", t.client.String(), "shadow", spec.shadow)
+	if spec.shadow {
+		return true
+	}
+	h.finish(start, "rate_limited")
+	w.Header().Set(hRetryAfter, retryAfterSeconds(res.RetryAfter.Seconds()))
+	writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many requests; retry later")
+	return false
+}

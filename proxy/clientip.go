@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// trust holds the trusted_proxies ranges. Immutable; safe for concurrent use.
+type trust struct {
+	prefixes []netip.Prefix
+}
+
+func (t *trust) trusted(a netip.Addr) bool {
+	for _, p := range t.prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// peerAddr parses http.Request.RemoteAddr.
+func peerAddr(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		a, _ := netip.ParseAddr(remote)
+		return a.Unmap()
+	}
+	return ap.Addr().Unmap()
+}
+
+// clientIP returns the client's address: the socket peer, unless the peer
+// is a trusted proxy, in which case the rightmost address in
+// X-Forwarded-For (or, without it, Forwarded) that is not itself trusted.
+// Entries left of an untrusted hop are ignored: anyone could have written
+// them. A malformed entry stops the walk at the last good address.
+func (t *trust) clientIP(peer netip.Addr, xff, forwarded []string) netip.Addr {
+	if !peer.IsValid() || len(t.prefixes) == 0 || !t.trusted(peer) {
+		return peer
+	}
+	var hops []string
+	if len(xff) > 0 {
+		for _, h := range xff {
+			for _, part := range strings.Split(h, ",") {
+				hops = append(hops, strings.TrimSpace(part))
+			}
+		}
+	} else {
+		hops = forwardedFor(forwarded)
+	}
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, ok := parseHop(hops[i])
+		if !ok {
+			return client
+		}
+		client = a
+		if !t.trusted(a) {
+			return a
+		}
+	}
+	return client
+}
+
+// parseHop reads one address: "192.0.2.1", "2001:db8::1", "[2001:db8::1]:80",
+// "192.0.2.1:80".
+func parseHop(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a.Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// forwardedFor extracts the for= values of RFC 7239 Forwarded headers, in
+// order. Obfuscated identifiers ("unknown", "_hidden") come back as-is and
+// fail to parse, which stops the walk.
+func forwardedFor(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, elem := range strings.Split(v, ",") {
+			for _, pair := range strings.Split(elem, ";") {
+				name, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(name, "for") {
+					out = append(out, strings.Trim(val, `"`))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// ipKey is the rate-limit key for an address: IPv6 clients are keyed by
+// their /64, since one host commonly holds a whole /64.
+func ipKey(a netip.Addr) string {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// Header names used here. Tests compare them against an independently
+// written list, so a typo cannot hide in both.
+const (
+	hAuthorization   = "Authorization"
+	hWWWAuthenticate = "WWW-Authenticate"
+	hRetryAfter      = "Retry-After"
+	hConnection      = "Connection"
+	hXForwardedFor   = "X-Forwarded-For"
+	hXForwardedHost  = "X-Forwarded-Host"
+	hXForwardedProto = "X-Forwarded-Proto"
+	hForwarded       = "Forwarded"
+	hRateLimitPolicy = "RateLimit-Policy"
+	hRateLimit       = "RateLimit"
+	hRateLimitLimit  = "RateLimit-Limit"
+	hRateLimitRemain = "RateLimit-Remaining"
+	hRateLimitReset  = "RateLimit-Reset"
+)
+
+// spoofable lists request headers that never reach the upstream from the
+// client: forward-auth inputs and method/URL overrides that some frameworks
+// (Symfony, Laravel, IIS rewrite) obey over the real request line, which
+// would let a request reach a path or method policy never saw.
+var spoofable = []string{
+	"x-original-url", "x-original-uri", "x-original-method", "x-rewrite-url",
+	"x-http-method-override", "x-http-method", "x-method-override",
+	"x-forwarded-method", "x-forwarded-uri", "x-forwarded-prefix",
+}
+
+// headerScrubber removes identity headers a client could spoof.
+// Immutable; safe for concurrent use.
+type headerScrubber struct {
+	names []string // lower-case, '-' separated: identity headers + spoofable
+}
+
+func newHeaderScrubber(identity []string) *headerScrubber {
+	s := &headerScrubber{}
+	for _, n := range identity {
+		s.names = append(s.names, strings.ToLower(n))
+	}
+	s.names = append(s.names, spoofable...)
+	return s
+}
+
+// matches compares a header name with the blocked names as CGI-style servers
+// do: case-insensitive, with '_' and '.' read as '-' (X_Auth_Subject and
+// X.Auth.Subject become HTTP_X_AUTH_SUBJECT too). It allocates nothing.
+func (s *headerScrubber) matches(name string) bool {
+	if len(name) >= 7 && sepFoldEqual(name[:7], "x-auth-") {
+		return true
+	}
+	for _, n := range s.names {
+		if len(n) == len(name) && sepFoldEqual(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func sepFoldEqual(name, lowerDash string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_' || c == '.':
+			c = '-'
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != lowerDash[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// scrub deletes every blocked header, and any header a Connection header
+// nominates if it is blocked (hop-by-hop removal would otherwise be the
+// proxy's job, but forward-auth has no proxy and the list must not depend
+// on it).
+func (s *headerScrubber) scrub(h http.Header) {
+	for name := range h {
+		if s.matches(name) {
+			delete(h, name)
+		}
+	}
+	for _, v := range h[hConnection] {
+		for _, tok := range strings.Split(v, ",") {
+			tok = textproto.TrimString(tok)
+			if tok != "" && s.matches(tok) {
+				h.Del(tok)
+			}
+		}
+	}
+}
+
+// securityHeaders sets the configured response headers on every response.
+// Immutable; safe for concurrent use.
+type securityHeaders struct {
+	set    [][2]string // canonical name, value
+	remove []string    // configured "": removed, the upstream's too
+	all    []string    // every configured name, to drop the upstream's copy
+}
+
+func newSecurityHeaders(cfg map[string]string) *securityHeaders {
+	s := &securityHeaders{}
+	for name, v := range cfg {
+		cn := http.CanonicalHeaderKey(name)
+		s.all = append(s.all, cn)
+		if v == "" {
+			s.remove = append(s.remove, cn)
+		} else {
+			s.set = append(s.set, [2]string{cn, v})
+		}
+	}
+	return s
+}
+
+// Middleware adds the headers before the handler writes anything, so error
+// responses carry them as much as successful ones.
+func (s *securityHeaders) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		for _, kv := range s.set {
+			h[kv[0]] = []string{kv[1]}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fromUpstream removes the upstream's values of every configured header, so
+// ours replace them (and configured removals remove them).
+func (s *securityHeaders) fromUpstream(h http.Header) {
+	for _, n := range s.all {
+		delete(h, n)
+	}
+}

@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/issuer"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/ratelimit"
+)
+
+// limitSpec is one configured limit, compiled: its bucket scope, how to key
+// a request, and its constant header values. Immutable.
+type limitSpec struct {
+	scope   string // bucket namespace: "route:N", "default" or "token"
+	name    string // rate_limit_violations_total{route}
+	limit   ratelimit.Limit
+	keyType string // subject | client_id | client_ip | header
+	header  string // for keyType header
+	shadow  bool
+
+	policyHeader string // RateLimit-Policy
+	limitHeader  string // RateLimit-Limit
+	window       string // the policy's window in seconds
+}
+
+// limits holds every compiled limit; nil entries mean "no limit".
+type limits struct {
+	enabled  bool
+	def      *limitSpec
+	byRoute  []*limitSpec // indexed by route index
+	endpoint *limitSpec   // /token, /revoke, /introspect
+}
+
+func compileLimit(scope, name string, l *config.Limit) *limitSpec {
+	if l == nil {
+		return nil
+	}
+	s := &limitSpec{
+		scope: scope, name: name, shadow: l.Shadow,
+		limit: ratelimit.Limit{Requests: l.Requests, Per: l.Per.D(), Burst: l.Burst},
+	}
+	s.keyType = l.Key
+	if hn, ok := strings.CutPrefix(l.Key, "header:"); ok {
+		s.keyType, s.header = "header", http.CanonicalHeaderKey(hn)
+	}
+	w := max(1, int64(l.Per.D().Seconds()))
+	s.window = strconv.FormatInt(w, 10)
+	s.limitHeader = strconv.Itoa(l.Requests)
+	// draft-ietf-httpapi-ratelimit-headers: quota q per window w seconds.
+	s.policyHeader = `"` + scope + `";q=` + s.limitHeader + ";w=" + s.window
+	return s
+}
+
+func newLimits(cfg *config.Config, t *policy.Table) limits {
+	l := limits{enabled: cfg.RateLimit.LimitsEnabled()}
+	l.def = compileLimit("default", "default", cfg.RateLimit.Default)
+	l.endpoint = compileLimit("token", "/token", cfg.RateLimit.TokenEndpoint)
+	for _, r := range t.Routes() {
+		l.byRoute = append(l.byRoute, compileLimit("route:"+strconv.Itoa(r.Index), r.Name, r.Limit))
+	}
+	return l
+}
+
+func (l *limits) forRoute(r *policy.Route) *limitSpec {
+	if !l.enabled {
+		return nil
+	}
+	if s := l.byRoute[r.Index]; s != nil {
+		return s
+	}
+	return l.def
+}
+
+// key picks the bucket key. Requests without a token (or without the named
+// header) are keyed by client IP, so anonymous callers share nothing with
+// authenticated ones and cannot pick their own bucket.
+func (s *limitSpec) key(h http.Header, p *issuer.Principal, client netip.Addr) string {
+	switch s.keyType {
+	case "subject":
+		if p != nil && p.Subject != "" {
+			return "s:" + p.Subject
+		}
+	case "client_id":
+		if p != nil && p.ClientID != "" {
+			return "c:" + p.ClientID
+		}
+	case "header":
+		if v := h.Get(s.header); v != "" {
+			return "h:" + v
+		}
+	}
+	return "ip:" + ipKey(client)
+}
+
+// writeHeaders sets the IETF RateLimit-Policy/RateLimit fields and the
+// widely used RateLimit-Limit/-Remaining/-Reset.
+func (s *limitSpec) writeHeaders(h http.Header, res ratelimit.Result) {
+	reset := retryAfterSeconds(res.ResetAfter.Seconds())
+	if res.ResetAfter <= 0 {
+		reset = "0"
+	}
+	remaining := strconv.Itoa(res.Remaining)
+	limit := s.limitHeader
+	policy := s.policyHeader
+	if res.Limit.Requests != s.limit.Requests { // a fallback share applied
+		limit = strconv.Itoa(res.Limit.Requests)
+		policy = `"` + s.scope + `";q=` + limit + ";w=" + s.window
+	}
+	h[hRateLimitPolicy] = []string{policy}
+	h[hRateLimit] = []string{`"` + s.scope + `";r=` + remaining + ";t=" + reset}
+	h[hRateLimitLimit] = []string{limit}
+	h[hRateLimitRemain] = []string{remaining}
+	h[hRateLimitReset] = []string{reset}
+}
+
+// AdmitToken applies the token-endpoint limits before any bcrypt work: one
+// bucket per client IP and one per client id, so neither a single address
+// nor a distributed guess at one client's secret gets far. It writes the 429
+// itself and returns false when either is exhausted.
+func (h *Handler) AdmitToken(w http.ResponseWriter, r *http.Request, clientID string) bool {
+	s := h.limits.endpoint
+	if !h.limits.enabled || s == nil {
+		return true
+	}
+	client := h.trust.clientIP(peerAddr(r.RemoteAddr), r.Header[hXForwardedFor], r.Header[hForwarded])
+	keys := [2]string{"ip:" + ipKey(client), "c:" + clientID}
+	if s.keyType == "client_id" {
+		keys[0], keys[1] = keys[1], keys[0]
+	}
+	for _, key := range keys {
+		res, err := h.limiter.Allow(r.Context(), s.scope, key, s.limit)
+		if err != nil {
+			w.Header().Set(hRetryAfter, "1")
+			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "rate limiting is unavailable; retry")
+			return false
+		}
+		if !res.Allowed {
+			s.writeHeaders(w.Header(), res)
+			h.metrics.RateLimitViolations.WithLabelValues(s.name).Inc()
+			h.secLog(r, "token endpoint rate limit exceeded", "remote", client.String(), "client_id", clientID)
+			if s.shadow {
+				continue
+			}
+			w.Header().Set(hRetryAfter, retryAfterSeconds(res.RetryAfter.Seconds()))
+			writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many token requests; retry later")
+			return false
+		}
+	}
+	return true
+}

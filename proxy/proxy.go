@@ -1,0 +1,218 @@
+// Package proxy is the request pipeline: path firewall → route match →
+// token verification → policy → rate limit → forward (or, for forward-auth,
+// answer). It also owns the security headers and the one error renderer.
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/issuer"
+	"github.com/portcullis/portcullis/metrics"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/ratelimit"
+)
+
+// Options are a Handler's dependencies.
+type Options struct {
+	Config  *config.Config
+	Issuer  *issuer.Issuer
+	Table   *policy.Table
+	Limiter *ratelimit.Limiter
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// SecurityLog reports security events; nil logs nothing.
+	SecurityLog func(r *http.Request, msg string, args ...any)
+}
+
+// Handler serves proxied requests (ServeHTTP) and forward-auth decisions
+// (ForwardAuth). It is immutable after New and safe for concurrent use.
+type Handler struct {
+	iss     *issuer.Issuer
+	table   *policy.Table
+	limiter *ratelimit.Limiter
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	secLog  func(*http.Request, string, ...any)
+
+	trust        *trust
+	scrub        *headerScrubber
+	sec          *securityHeaders
+	ident        config.IdentityHeaders
+	forwardAuthz bool
+	limits       limits
+
+	rp        *httputil.ReverseProxy // nil: no upstream, proxy paths are 404
+	transport *http.Transport
+
+	lastUntrustedWarn atomic.Int64 // unix ns; see warnUntrusted
+}
+
+// New builds the handler from a validated configuration.
+func New(o Options) (*Handler, error) {
+	cfg := o.Config
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SecurityLog == nil {
+		o.SecurityLog = func(*http.Request, string, ...any) {}
+	}
+	h := &Handler{
+		iss: o.Issuer, table: o.Table, limiter: o.Limiter, metrics: o.Metrics, log: o.Logger,
+		secLog: o.SecurityLog, trust: &trust{}, sec: newSecurityHeaders(cfg.SecurityHeaders),
+		ident: cfg.IdentityHeaders, forwardAuthz: cfg.ForwardAuthorization,
+	}
+	for _, p := range cfg.TrustedProxies {
+		pfx, err := config.ParsePrefix(p)
+		if err != nil {
+			return nil, err
+		}
+		h.trust.prefixes = append(h.trust.prefixes, pfx)
+	}
+	ih := cfg.IdentityHeaders
+	h.scrub = newHeaderScrubber([]string{ih.Subject, ih.ClientID, ih.Scopes, ih.Issuer, ih.TokenID})
+	h.limits = newLimits(cfg, o.Table)
+	if cfg.Upstream != nil {
+		u, err := url.Parse(cfg.Upstream.URL)
+		if err != nil {
+			return nil, err
+		}
+		h.transport = newTransport(cfg.Upstream.Timeout.D())
+		h.rp = h.newReverseProxy(u, cfg.Upstream.Timeout.D())
+	}
+	return h, nil
+}
+
+// SecurityHeaders wraps next so every response carries the configured
+// security headers.
+func (h *Handler) SecurityHeaders(next http.Handler) http.Handler { return h.sec.Middleware(next) }
+
+// Close releases idle upstream connections.
+func (h *Handler) Close() {
+	if h.transport != nil {
+		h.transport.CloseIdleConnections()
+	}
+}
+
+// target is the request being decided: the proxied request itself, or the
+// original request a forward-auth call describes.
+type target struct {
+	method   string
+	host     string
+	path     policy.Path
+	rawQuery string
+	client   netip.Addr
+}
+
+// verdict is what an allowed request carries forward.
+type verdict struct {
+	route     *policy.Route
+	principal *issuer.Principal
+}
+
+// ServeHTTP runs the pipeline for a request to the protected application.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	peer := peerAddr(r.RemoteAddr)
+	peerTrusted := peer.IsValid() && h.trust.trusted(peer)
+	client := h.trust.clientIP(peer, r.Header[hXForwardedFor], r.Header[hForwarded])
+	h.scrub.scrub(r.Header) // on every outcome, before anything can read them
+	if h.rp == nil {
+		h.finish(start, "not_found")
+		writeError(w, http.StatusNotFound, codeNotFound, "no route for this path")
+		return
+	}
+	p, err := policy.CleanPath(requestPath(r))
+	if err != nil {
+		h.finish(start, "invalid_request")
+		h.secLog(r, "ambiguous request path refused", "remote", client.String(), "method", r.Method)
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "ambiguous request path")
+		return
+	}
+	t := target{method: r.Method, host: r.Host, path: p, rawQuery: r.URL.RawQuery, client: client}
+	v, ok := h.check(w, r, &t, start)
+	if !ok {
+		return
+	}
+	h.finish(start, "allowed")
+
+	hdr := r.Header
+	if !h.forwardAuthz {
+		delete(hdr, hAuthorization)
+	}
+	if v.principal != nil {
+		h.setIdentity(hdr, v.principal)
+	}
+	h.setForwarded(r, hdr, peer, peerTrusted)
+	r.URL.Path = p.Match
+	r.URL.RawPath = ""
+	if p.Raw != p.Match {
+		r.URL.RawPath = p.Raw
+	}
+	upstart := time.Now()
+	h.rp.ServeHTTP(w, r)
+	h.metrics.UpstreamDuration.Observe(time.Since(upstart).Seconds())
+}
+
+// requestPath returns the escaped path exactly as the client sent it.
+func requestPath(r *http.Request) string {
+	uri := r.RequestURI
+	if strings.HasPrefix(uri, "/") {
+		if i := strings.IndexByte(uri, '?'); i >= 0 {
+			return uri[:i]
+		}
+		return uri
+	}
+	if uri == "" || uri == "*" {
+		return uri
+	}
+	return r.URL.EscapedPath() // absolute-form request target
+}
+
+func (h *Handler) finish(start time.Time, result string) {
+	h.metrics.AuthRequests.WithLabelValues(result).Inc()
+	h.metrics.AuthDuration.Observe(time.Since(start).Seconds())
+}
+
+// setIdentity sets the verified identity headers (their incoming copies were
+// scrubbed already).
+func (h *Handler) setIdentity(hdr http.Header, p *issuer.Principal) {
+	set := func(name, v string) {
+		if v != "" {
+			hdr[http.CanonicalHeaderKey(name)] = []string{v}
+		}
+	}
+	set(h.ident.Subject, p.Subject)
+	set(h.ident.ClientID, p.ClientID)
+	set(h.ident.Scopes, p.ScopeString)
+	set(h.ident.Issuer, p.Issuer)
+	set(h.ident.TokenID, p.TokenID)
+}
+
+// setForwarded records the X-Forwarded-* values the upstream should see:
+// a trusted peer's chain is extended, anyone else's is replaced.
+func (h *Handler) setForwarded(r *http.Request, hdr http.Header, peer netip.Addr, trusted bool) {
+	xff := peer.String()
+	if prior := hdr[hXForwardedFor]; trusted && len(prior) > 0 {
+		xff = strings.Join(prior, ", ") + ", " + xff
+	}
+	hdr[hXForwardedFor] = []string{xff}
+	if !trusted || hdr.Get(hXForwardedProto) == "" {
+		proto := "http"
+		if r.TLS != nil {
+			proto = "https"
+		}
+		hdr[hXForwardedProto] = []string{proto}
+	}
+	if !trusted || hdr.Get(hXForwardedHost) == "" {
+		hdr[hXForwardedHost] = []string{r.Host}
+	}
+	delete(hdr, hForwarded)
+}

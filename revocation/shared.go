@@ -1,0 +1,171 @@
+package revocation
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	kindToken   = "t"
+	kindSubject = "s"
+	// streamKey is the versioned Redis stream of revocations, read by every
+	// replica. Entries older than retention are trimmed: by then every
+	// token they name has expired.
+	streamKey = "portcullis:rev:v1"
+	retention = 25 * time.Hour
+	// readBlock is how long one XREAD waits; a new entry wakes it at once,
+	// so replicas learn a revocation in milliseconds, well within 1 s.
+	readBlock     = 500 * time.Millisecond
+	retryAfterErr = time.Second
+	publishWait   = 500 * time.Millisecond
+)
+
+// Client is the part of a go-redis client the store uses.
+type Client interface {
+	XAdd(ctx context.Context, a *redis.XAddArgs) *redis.StringCmd
+	XRead(ctx context.Context, a *redis.XReadArgs) *redis.XStreamSliceCmd
+	XRevRangeN(ctx context.Context, stream, start, stop string, count int64) *redis.XMessageSliceCmd
+}
+
+// event is one revocation as recorded in the shared store.
+type event struct {
+	Kind  string
+	Key   string
+	At    time.Time
+	Until time.Time
+}
+
+// shared is the Redis side of a Store.
+type shared struct {
+	client Client
+	log    *slog.Logger
+}
+
+// Share makes the store record revocations in Redis and, once Run is
+// called, apply every replica's revocations. Call it before serving.
+func (s *Store) Share(c Client, log *slog.Logger) {
+	s.shared = &shared{client: c, log: log}
+}
+
+func (sh *shared) publish(ctx context.Context, e event) error {
+	ctx, cancel := context.WithTimeout(ctx, publishWait)
+	defer cancel()
+	minID := strconv.FormatInt(time.Now().Add(-retention).UnixMilli(), 10)
+	err := sh.client.XAdd(ctx, &redis.XAddArgs{
+		Stream: streamKey, MinID: minID, Approx: true,
+		Values: []any{"k", e.Kind, "v", e.Key, "a", e.At.UnixMilli(), "u", e.Until.UnixMilli()},
+	}).Err()
+	if err != nil {
+		return fmt.Errorf("recording revocation in redis: %w", err)
+	}
+	return nil
+}
+
+// Run tails the shared stream until ctx ends, applying what other replicas
+// recorded; it returns at once for a store that is not shared. After a
+// Redis outage it resumes where it stopped, or from the start if Redis
+// came back empty (restarted without persistence).
+func (s *Store) Run(ctx context.Context) {
+	if s.shared == nil {
+		return
+	}
+	last := "0"
+	failed := false
+	for ctx.Err() == nil {
+		if failed {
+			if id, err := s.shared.newest(ctx); err == nil && compareIDs(id, last) < 0 {
+				last = "0"
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, readBlock+time.Second)
+		streams, err := s.shared.client.XRead(rctx, &redis.XReadArgs{
+			Streams: []string{streamKey, last}, Count: 1000, Block: readBlock,
+		}).Result()
+		cancel()
+		if errors.Is(err, redis.Nil) {
+			failed = false
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failed {
+				s.shared.log.Warn("reading shared revocations failed; known revocations stay enforced", "error", err)
+			}
+			failed = true
+			sleep(ctx, retryAfterErr)
+			continue
+		}
+		failed = false
+		for _, st := range streams {
+			for _, m := range st.Messages {
+				s.applyMessage(m.Values)
+				last = m.ID
+			}
+		}
+	}
+}
+
+func (sh *shared) newest(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, publishWait)
+	defer cancel()
+	msgs, err := sh.client.XRevRangeN(ctx, streamKey, "+", "-", 1).Result()
+	if err != nil {
+		return "", err
+	}
+	if len(msgs) == 0 {
+		return "0-0", nil
+	}
+	return msgs[0].ID, nil
+}
+
+func (s *Store) applyMessage(v map[string]any) {
+	str := func(k string) string { x, _ := v[k].(string); return x }
+	ms := func(k string) time.Time {
+		n, err := strconv.ParseInt(str(k), 10, 64)
+		if err != nil {
+			return time.Time{}
+		}
+		return time.UnixMilli(n)
+	}
+	switch str("k") {
+	case kindToken:
+		s.applyToken(str("v"), ms("a"))
+	case kindSubject:
+		s.applySubject(str("v"), ms("a"), ms("u"))
+	}
+}
+
+// compareIDs orders Redis stream ids "ms-seq".
+func compareIDs(a, b string) int {
+	pa, pb := parseID(a), parseID(b)
+	if c := cmp.Compare(pa[0], pb[0]); c != 0 {
+		return c
+	}
+	return cmp.Compare(pa[1], pb[1])
+}
+
+func parseID(id string) [2]int64 {
+	ms, seq, _ := strings.Cut(id, "-")
+	a, _ := strconv.ParseInt(ms, 10, 64)
+	b, _ := strconv.ParseInt(seq, 10, 64)
+	return [2]int64{a, b}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,91 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/portcullis/portcullis/metrics"
+)
+
+// HeaderRequestID carries the request id to the upstream and back.
+const HeaderRequestID = "X-Request-Id"
+
+// maxRequestIDLen bounds a caller-supplied id so it cannot bloat logs.
+const maxRequestIDLen = 128
+
+// statusWriter records the status code. Unwrap lets http.ResponseController
+// reach Flush and Hijack, which streaming and WebSocket pass-through need.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument counts responses in http_requests_total and times them, keeps
+// or assigns a request id, and turns a panic into a 500 (logged, not echoed).
+func instrument(m *metrics.Metrics, log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(HeaderRequestID)
+		if !validRequestID(id) {
+			id = newRequestID()
+			r.Header[HeaderRequestID] = []string{id}
+		}
+		w.Header()[HeaderRequestID] = []string{id}
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p) // the proxy's way to abort a response; let net/http handle it
+				}
+				log.Error("handler panicked", "request_id", id, "panic", p)
+				if sw.code == 0 {
+					http.Error(sw, `{"error":"server_error"}`, http.StatusInternalServerError)
+				}
+			}
+			code := sw.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			m.ObserveHTTP(code, r.Method, time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
