@@ -17,7 +17,15 @@ import (
 type decoder struct {
 	getenv func(string) string
 	errs   []error
+	// budget bounds the nodes visited: following aliases by hand would
+	// otherwise expand a "billion laughs" document exponentially.
+	budget int
 }
+
+// maxNodes is far above any real config and far below a slow one.
+const maxNodes = 100000
+
+var errTooComplex = fmt.Errorf("document has too many nodes or aliases (over %d); refusing to expand it", maxNodes)
 
 func (d *decoder) fail(path, format string, args ...any) {
 	d.errs = append(d.errs, fmt.Errorf("%s: %s", pathOrRoot(path), fmt.Sprintf(format, args...)))
@@ -40,6 +48,12 @@ func join(path, key string) string {
 var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if d.budget++; d.budget > maxNodes {
+		if d.budget == maxNodes+1 {
+			d.errs = append(d.errs, errTooComplex)
+		}
+		return
+	}
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}

@@ -45,6 +45,7 @@ type Issuer struct {
 	signing  *Key
 	keys     []*Key
 	keysByID map[string]*Key
+	algs     map[string]bool // every algorithm some key is pinned to
 	remotes  map[string]*remoteIssuer
 	parser   *jwt.Parser
 	cache    *tokenCache
@@ -117,6 +118,7 @@ func New(o Options) (*Issuer, error) {
 			algs[a] = true
 		}
 	}
+	iss.algs = algs
 	methods := make([]string, 0, len(algs))
 	for a := range algs {
 		methods = append(methods, a)

@@ -84,6 +84,9 @@ func (iss *Issuer) verifyUncached(token string, now time.Time) (*Principal, erro
 	if err != nil {
 		return nil, err
 	}
+	if !iss.algs[h.Alg] {
+		return nil, ErrAlgorithm // no configured key uses this algorithm at all
+	}
 	var claims Claims
 	var trusted *remoteIssuer
 	own := false
