@@ -148,7 +148,7 @@ issuer:
 		"JWT_EXPIRATION_HOURS": "2", "REDIS_URL": "redis://127.0.0.1:1/0", "DISABLE_RATE_LIMIT": "true",
 		"RATE_LIMIT_REQUESTS_PER_MINUTE": "7", "SECURITY_EVENTS_LOG": "false",
 		"JWT_SECRET_KEY": "0123456789abcdef0123456789abcdef",
-		"CLIENT_ID": "svc", "CLIENT_SECRET": "0123456789abcdef0123456789abcdef", "CLIENT_SCOPES": "a b", "BCRYPT_COST": "4",
+		"CLIENT_ID":      "svc", "CLIENT_SECRET": "0123456789abcdef0123456789abcdef", "CLIENT_SCOPES": "a b", "BCRYPT_COST": "4",
 	}))
 	if err != nil {
 		t.Fatal(err)
