@@ -80,24 +80,42 @@ func sepFoldEqual(name, lowerDash string) bool {
 	return true
 }
 
-// scrub deletes every blocked header, and any header a Connection header
-// nominates if it is blocked (hop-by-hop removal would otherwise be the
-// proxy's job, but forward-auth has no proxy and the list must not depend
-// on it).
+// scrub deletes every blocked header, including ones a Connection header
+// nominates, and drops blocked names from Connection itself: otherwise the
+// reverse proxy's hop-by-hop removal would later delete the verified
+// identity headers we set under those names.
 func (s *headerScrubber) scrub(h http.Header) {
 	for name := range h {
 		if s.matches(name) {
 			delete(h, name)
 		}
 	}
-	for _, v := range h[hConnection] {
+	conn := h[hConnection]
+	for i, v := range conn {
+		if !s.nominatesBlocked(v) {
+			continue
+		}
+		var kept []string
 		for _, tok := range strings.Split(v, ",") {
-			tok = textproto.TrimString(tok)
-			if tok != "" && s.matches(tok) {
-				h.Del(tok)
+			if tok = textproto.TrimString(tok); tok != "" && !s.matches(tok) {
+				kept = append(kept, tok)
 			}
 		}
+		conn[i] = strings.Join(kept, ", ")
 	}
+}
+
+// nominatesBlocked walks the comma-separated list without allocating:
+// nearly every request has a Connection header, and nearly none is hostile.
+func (s *headerScrubber) nominatesBlocked(v string) bool {
+	for v != "" {
+		tok, rest, _ := strings.Cut(v, ",")
+		if s.matches(textproto.TrimString(tok)) {
+			return true
+		}
+		v = rest
+	}
+	return false
 }
 
 // securityHeaders sets the configured response headers on every response.
