@@ -64,13 +64,13 @@ func Parse(data []byte, dir string, getenv func(string) string) (*Config, []stri
 		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
 	}
 	d.errs = append(d.errs, applyEnv(cfg, getenv)...)
-	if len(d.errs) > 0 {
-		return nil, nil, errors.Join(d.errs...)
-	}
+	// Validate even after decode errors, so one run reports every problem;
+	// a value that failed to decode is left at its default and raises no
+	// second complaint.
 	applyDefaults(cfg)
 	resolvePaths(cfg, dir)
 	warnings, errs := validate(cfg)
-	if len(errs) > 0 {
+	if errs = append(d.errs, errs...); len(errs) > 0 {
 		return nil, warnings, errors.Join(errs...)
 	}
 	return cfg, warnings, nil

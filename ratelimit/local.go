@@ -10,8 +10,9 @@ import (
 )
 
 // Local store bounds. At most localMaxKeys buckets exist at once, about
-// 160 bytes each with map overhead, so a flood of distinct keys (random IPs,
-// header values) costs at most ~10 MiB; see TestLocalMemoryBound.
+// 230 bytes each with map overhead, so a flood of distinct keys (random IPs,
+// header values) costs at most ~15 MiB; TestLocalMemoryBound checks it with
+// two million keys.
 const (
 	localShards  = 64
 	localMaxKeys = 65536

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis/portcullis/internal/redistest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "portcullis-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "portcullis")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building portcullis: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func runCLI(t *testing.T, stdin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func TestHashSecret(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCLI(t, "my-secret-value\n", []string{"BCRYPT_COST=5"}, "-hash-secret")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	hash := strings.TrimSpace(out)
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("my-secret-value")); err != nil {
+		t.Errorf("hash does not verify the secret without its newline: %v", err)
+	}
+	if cost, _ := bcrypt.Cost([]byte(hash)); cost != 5 {
+		t.Errorf("cost %d, want BCRYPT_COST=5", cost)
+	}
+	if code, _, _ := runCLI(t, "", nil, "-hash-secret"); code == 0 {
+		t.Error("empty secret accepted")
+	}
+	if code, _, _ := runCLI(t, "x", []string{"BCRYPT_COST=99"}, "-hash-secret"); code == 0 {
+		t.Error("BCRYPT_COST=99 accepted")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	if code, out, _ := runCLI(t, "", nil, "-version"); code != 0 || !strings.HasPrefix(out, "portcullis ") {
+		t.Errorf("-version: %d %q", code, out)
+	}
+}
+
+func TestCheckConfigAndExitCodes(t *testing.T) {
+	t.Parallel()
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("environment: production\nlisen: x\nclock_skew: soon\nissuer: {url: https://a}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, "", nil, "-check-config", "-config", bad)
+	if code != 1 {
+		t.Errorf("-check-config on a bad file: exit %d, want 1", code)
+	}
+	for _, want := range []string{"lisen: unknown key", "clock_skew: invalid duration", "issuer.keys: no key configured"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("-check-config output lacks %q:\n%s", want, out)
+		}
+	}
+	code, _, errOut := runCLI(t, "", nil, "-config", bad)
+	if code != 2 || !strings.Contains(errOut, "lisen") {
+		t.Errorf("running a bad config: exit %d, want 2 naming the key; stderr %s", code, errOut)
+	}
+	code, out, _ = runCLI(t, "", nil, "-check-config", "-config", "config.example.yaml")
+	if code != 0 || !strings.Contains(out, "valid") {
+		t.Errorf("-check-config on the example: exit %d\n%s", code, out)
+	}
+	code, _, _ = runCLI(t, "", []string{"PORTCULLIS_CONFIG=config.example.yaml"}, "-check-config")
+	if code != 0 {
+		t.Errorf("PORTCULLIS_CONFIG not honoured: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, "", nil); code != 2 {
+		t.Errorf("no -config: exit %d, want 2", code)
+	}
+}
+
+// startBinary runs portcullis on free loopback ports and waits for readiness.
+func startBinary(t *testing.T, upstreamURL string, extraEnv ...string) (cmd *exec.Cmd, main, admin string, stderr *bytes.Buffer) {
+	t.Helper()
+	main = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	admin = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := `
+environment: development
+shutdown: {delay: 300ms, grace: 10s}
+upstream: {url: "` + upstreamURL + `"}
+issuer: {url: https://auth.test}
+routes: [{path: /, auth: none}]
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(binary, "-config", cfg)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "BIND_ADDR=" + main, "ADMIN_BIND_ADDR=" + admin}, extraEnv...)
+	stderr = &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("portcullis not ready: %s", stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHealthCheckFlag(t *testing.T) {
+	t.Parallel()
+	_, _, admin, _ := startBinary(t, "http://127.0.0.1:1")
+	if code, _, errOut := runCLI(t, "", []string{"ADMIN_BIND_ADDR=" + admin}, "-health-check"); code != 0 {
+		t.Errorf("-health-check against a running server: exit %d %s", code, errOut)
+	}
+	free := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	if code, _, _ := runCLI(t, "", []string{"ADMIN_BIND_ADDR=" + free}, "-health-check"); code != 1 {
+		t.Errorf("-health-check with nothing listening: exit %d, want 1", code)
+	}
+}
+
+// TestSIGTERMLetsInFlightRequestFinish sends SIGTERM while a request waits
+// on a slow upstream: readiness turns 503, the request still completes, and
+// the process exits 0.
+func TestSIGTERMLetsInFlightRequestFinish(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		fmt.Fprint(w, "finished")
+	}))
+	defer up.Close()
+	cmd, main, admin, stderr := startBinary(t, up.URL)
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + main + "/slow")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{code: resp.StatusCode, body: string(b)}
+	}()
+	<-arrived
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Readiness drops at once while the process keeps serving.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 503 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("readiness did not turn 503 after SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.code != 200 || r.body != "finished" {
+		t.Fatalf("in-flight request: %+v", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr)
+		}
+	case <-ctx.Done():
+		t.Fatal("process did not exit after SIGTERM")
+	}
+	if strings.Contains(stderr.String(), "secret") {
+		t.Errorf("log mentions a secret: %s", stderr)
+	}
+}

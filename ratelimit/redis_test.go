@@ -1,0 +1,180 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis/portcullis/internal/redistest"
+)
+
+func newClient(t testing.TB, addr string, timeout time.Duration) *redis.Client {
+	c := redis.NewClient(&redis.Options{
+		Addr: addr, ReadTimeout: timeout, WriteTimeout: timeout, DialTimeout: 250 * time.Millisecond,
+		PoolTimeout: timeout, MaxRetries: -1, ContextTimeoutEnabled: true,
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitFor polls cond (a readiness check) until it holds or the deadline.
+func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRedisGCRA(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Addr, 200*time.Millisecond)
+	l := New(Options{Redis: c, Timeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	lim := Limit{Requests: 5, Per: time.Hour, Burst: 3}
+	for i := 0; i < 3; i++ {
+		res, err := l.Allow(ctx, "r", "k", lim)
+		if err != nil || !res.Allowed || res.Remaining != 2-i {
+			t.Fatalf("request %d: %+v %v", i, res, err)
+		}
+	}
+	res, err := l.Allow(ctx, "r", "k", lim)
+	if err != nil || res.Allowed || res.RetryAfter <= 0 || res.RetryAfter > lim.interval() {
+		t.Fatalf("over the burst: %+v %v", res, err)
+	}
+	// Every key carries a TTL.
+	keys, _ := c.Keys(ctx, keyPrefix+"*").Result()
+	if len(keys) != 1 {
+		t.Fatalf("keys %v", keys)
+	}
+	if ttl, _ := c.PTTL(ctx, keys[0]).Result(); ttl <= 0 || ttl > 3*lim.interval() {
+		t.Errorf("key TTL %v, want positive and bounded", ttl)
+	}
+	if len(keys[0]) != len(keyPrefix)+32 {
+		t.Errorf("key %q is not prefix + hash", keys[0])
+	}
+}
+
+// TestReplicasShareOneLimit runs three limiters, each with its own client,
+// against one Redis; a bounded concurrent load over all three gets exactly
+// the burst through (the window is long enough that nothing refills).
+func TestReplicasShareOneLimit(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	const n = 30
+	lim := Limit{Requests: n, Per: time.Hour, Burst: n}
+	var replicas []*Limiter
+	for i := 0; i < 3; i++ {
+		replicas = append(replicas, New(Options{Redis: newClient(t, srv.Addr, 500*time.Millisecond), Timeout: 500 * time.Millisecond}))
+	}
+	var allowed, denied atomic.Int32
+	var wg sync.WaitGroup
+	for g := 0; g < 12; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				res, err := replicas[g%3].Allow(context.Background(), "route:0", "s:alice", lim)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.Allowed {
+					allowed.Add(1)
+				} else {
+					denied.Add(1)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if a := allowed.Load(); a < n || a > n+1 {
+		t.Errorf("%d of %d allowed across replicas, want %d (at most N+burst, no fewer than N)", a, a+denied.Load(), n)
+	}
+}
+
+func TestRedisFailurePolicies(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{FailLocal, FailAllow, FailDeny} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			const timeout = 50 * time.Millisecond
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var ls []*Limiter
+			for i := 0; i < 3; i++ {
+				l := New(Options{Redis: newClient(t, srv.Addr, timeout), Timeout: timeout, OnFailure: policy})
+				go l.Run(ctx)
+				ls = append(ls, l)
+			}
+			l := ls[0]
+			waitFor(t, "three replicas seen", 5*time.Second, func() bool { return l.Replicas() == 3 })
+			lim := Limit{Requests: 9, Per: time.Hour, Burst: 9}
+
+			srv.Pause() // a hung Redis: the worst case for latency
+			for i := 0; i < 10; i++ {
+				start := time.Now()
+				res, err := l.Allow(ctx, "r", "k", lim)
+				if d := time.Since(start); d > timeout+100*time.Millisecond {
+					t.Errorf("call %d waited %v with Redis hung", i, d)
+				}
+				switch policy {
+				case FailDeny:
+					if !errors.Is(err, ErrUnavailable) {
+						t.Errorf("deny: %+v %v, want ErrUnavailable", res, err)
+					}
+				case FailAllow:
+					if err != nil || !res.Allowed {
+						t.Errorf("allow: %+v %v", res, err)
+					}
+				case FailLocal:
+					// A third of 9 each: 3 allowed, then refused.
+					if err != nil || res.Allowed != (i < 3) || res.Limit.Requests != 3 {
+						t.Errorf("local call %d: %+v %v, want a share of 3", i, res, err)
+					}
+				}
+			}
+			if !l.Degraded() {
+				t.Error("not degraded while Redis hangs")
+			}
+			srv.Resume()
+			srv.Restart(t) // back, empty
+			waitFor(t, "recovery", 5*time.Second, func() bool { return !l.Degraded() })
+			waitFor(t, "shared limiting resumes", 5*time.Second, func() bool {
+				res, err := l.Allow(ctx, "r", "fresh", lim)
+				return err == nil && res.Allowed && res.Limit.Requests == 9
+			})
+		})
+	}
+}
+
+func TestBreakerStopsCallsToADeadRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Addr, 50*time.Millisecond)
+	l := New(Options{Redis: c, Timeout: 50 * time.Millisecond, OnFailure: FailAllow})
+	srv.Kill()
+	for i := 0; i < breakerFailures; i++ {
+		_, _ = l.Allow(context.Background(), "r", "k", Limit{1, time.Second, 1})
+	}
+	if !l.redis.breaker.open(time.Now()) {
+		t.Fatal("breaker not open after repeated failures")
+	}
+	start := time.Now()
+	for i := 0; i < 100; i++ {
+		_, _ = l.Allow(context.Background(), "r", "k", Limit{1, time.Second, 1})
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("100 calls with the breaker open took %v", d)
+	}
+}

@@ -1,0 +1,220 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/internal/redistest"
+)
+
+const testConfig = `
+environment: development
+admin_listen: ""
+issuer:
+  url: https://auth.test
+  keys: [{id: h, algorithm: HS256, secret: "0123456789abcdef0123456789abcdef"}]
+  clients: [{id: svc, secret_hash: "${HASH}", scopes: [a, portcullis:admin]}]
+audience: [api]
+routes: [{path: /}]
+rate_limit:
+  token_endpoint: {requests: 2, per: 1h, burst: 2, key: client_ip}
+`
+
+// hash of "s3cret-s3cret-s3cret-s3cret-s3cret" at cost 4.
+const testHash = "$2a$04$HJo5qwHPrtpVsZh5YkO6ve4fC4EeYJQ4G9Scxun0EcuN5rlW2YNPO"
+const testSecret = "s3cret-s3cret-s3cret-s3cret-s3cret"
+
+func newTestServer(t *testing.T, extra string, env map[string]string) *Server {
+	t.Helper()
+	get := func(k string) string {
+		if k == "HASH" {
+			return testHash
+		}
+		return env[k]
+	}
+	cfg, _, err := config.Parse([]byte(testConfig+extra), t.TempDir(), get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func tokenRequest(h http.Handler, secret string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", "/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("svc", url.QueryEscape(secret))
+	req.RequestURI = "/token"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestTokenLimitBeforeBcrypt(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, "", nil)
+	h := s.Handler()
+	for i := 0; i < 2; i++ {
+		if rec := tokenRequest(h, "wrong"); rec.Code != 401 {
+			t.Fatalf("attempt %d: %d", i, rec.Code)
+		}
+	}
+	failures := testutil.ToFloat64(s.metrics.AuthFailures.WithLabelValues("invalid_client"))
+	for i := 0; i < 5; i++ {
+		rec := tokenRequest(h, "wrong")
+		if rec.Code != 429 || rec.Header().Get("Retry-After") == "" {
+			t.Fatalf("attempt %d past the limit: %d %v", i, rec.Code, rec.Header())
+		}
+	}
+	if got := testutil.ToFloat64(s.metrics.AuthFailures.WithLabelValues("invalid_client")); got != failures {
+		t.Errorf("rate-limited attempts reached the secret check (%v → %v failures)", failures, got)
+	}
+}
+
+func TestOwnEndpointsAndProbes(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, "", nil)
+	front := httptest.NewServer(s.Handler())
+	defer front.Close()
+	get := func(path string) (*http.Response, string) {
+		resp, err := front.Client().Get(front.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	if resp, _ := get("/health/ready"); resp.StatusCode != 503 {
+		t.Errorf("ready before start = %d, want 503", resp.StatusCode)
+	}
+	s.started.Store(true)
+	for _, p := range []string{"/health/live", "/health/ready", "/health/startup", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"} {
+		if resp, body := get(p); resp.StatusCode != 200 {
+			t.Errorf("GET %s = %d %s", p, resp.StatusCode, body)
+		} else if resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("GET %s lacks security headers", p)
+		}
+	}
+	resp, body := get("/health")
+	var h struct {
+		Status string         `json:"status"`
+		Checks map[string]any `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(body), &h); err != nil || resp.StatusCode != 200 || h.Status != "healthy" {
+		t.Errorf("/health = %d %s", resp.StatusCode, body)
+	}
+	if _, body := get("/metrics"); !strings.Contains(body, "http_requests_total") || !strings.Contains(body, "go_goroutines") {
+		t.Error("/metrics lacks http_requests_total or the Go collector")
+	}
+	// Our own paths are exact: anything else belongs to the application.
+	if resp, _ := get("/token/"); resp.StatusCode != 404 {
+		t.Errorf("/token/ = %d, want the proxy's 404 (no upstream)", resp.StatusCode)
+	}
+	s.draining.Store(true)
+	if resp, _ := get("/health/ready"); resp.StatusCode != 503 {
+		t.Errorf("ready while draining = %d, want 503", resp.StatusCode)
+	}
+	if resp, _ := get("/health/live"); resp.StatusCode != 200 {
+		t.Errorf("live while draining = %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestRevocationAcrossReplicasAndRedisOutage runs two replicas on one Redis:
+// a revocation at one is enforced by the other within 1 s; while Redis is
+// down /revoke answers 503, readiness stays 200 and /health is degraded.
+func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	env := map[string]string{"REDIS_URL": srv.URL(), "DISABLE_RATE_LIMIT": "true"}
+	a := newTestServer(t, "", env)
+	b := newTestServer(t, "", env)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, s := range []*Server{a, b} {
+		s.started.Store(true)
+		go s.revocations.Run(ctx)
+		go s.limiter.Run(ctx)
+	}
+	mint := func() string {
+		rec := tokenRequest(a.Handler(), testSecret)
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &tok); err != nil || tok.AccessToken == "" {
+			t.Fatalf("token: %d %s", rec.Code, rec.Body)
+		}
+		return tok.AccessToken
+	}
+	first, second := mint(), mint()
+	var tok struct{ AccessToken string }
+	tok.AccessToken = first
+	if _, err := b.issuer.Verify(tok.AccessToken); err != nil {
+		t.Fatalf("replica b rejects a fresh token: %v", err)
+	}
+	revoke := func(s *Server) int {
+		req := httptest.NewRequest("POST", "/revoke", strings.NewReader("token="+tok.AccessToken))
+		req.RequestURI = "/revoke"
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("svc", testSecret)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := revoke(a); code != 200 {
+		t.Fatalf("revoke at a = %d", code)
+	}
+	start := time.Now()
+	for {
+		if _, err := b.issuer.Verify(tok.AccessToken); err != nil {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("replica b still accepts the token 1s after revocation at a")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	srv.Kill()
+	tok.AccessToken = second
+	if code := revoke(a); code != 503 {
+		t.Errorf("revoke with Redis down = %d, want 503", code)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !a.limiter.Degraded() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	rec := httptest.NewRecorder()
+	a.ready(rec, httptest.NewRequest("GET", "/health/ready", nil))
+	if rec.Code != 200 {
+		t.Errorf("ready with Redis down = %d, want 200", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	a.health(rec, httptest.NewRequest("GET", "/health", nil))
+	if !strings.Contains(rec.Body.String(), `"status":"degraded"`) {
+		t.Errorf("/health with Redis down = %s, want degraded", rec.Body)
+	}
+	if _, err := a.issuer.Verify(first); err == nil {
+		t.Error("a forgot the revocation while Redis is down")
+	}
+	if _, err := a.issuer.Verify(second); err != nil {
+		t.Errorf("a 503 revocation took effect anyway: %v", err)
+	}
+	if rec := tokenRequest(a.Handler(), testSecret); rec.Code != 200 {
+		t.Errorf("/token with Redis down = %d, want 200 (local limits)", rec.Code)
+	}
+}
