@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis/portcullis/config"
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return exitBadConfig
 	}
 	log := newLogger(cfg, stderr)
+	redis.SetLogger(redisLogger{log})
 	for _, w := range warnings {
 		log.Warn("configuration warning", "problem", w)
 	}
@@ -195,4 +197,12 @@ func runHealthCheck(configPath string, getenv func(string) string, stderr io.Wri
 		return exitFailure
 	}
 	return exitOK
+}
+
+// redisLogger routes go-redis's internal messages (pool dial failures) into
+// our structured log at debug level: the limiter already reports outages once.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
 }

@@ -167,7 +167,7 @@ func newEnv(t testing.TB, extra string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := httptest.NewServer(h.SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	front := httptest.NewUnstartedServer(h.SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := requestPath(r)
 		if p == ForwardAuthPrefix || strings.HasPrefix(p, ForwardAuthPrefix+"/") {
 			h.ForwardAuth(w, r)
@@ -175,6 +175,8 @@ func newEnv(t testing.TB, extra string) *env {
 		}
 		h.ServeHTTP(w, r)
 	})))
+	front.Config.MaxHeaderBytes = 32 << 10 // as the server package sets it
+	front.Start()
 	t.Cleanup(front.Close)
 	t.Cleanup(h.Close)
 	return &env{front: front, up: up, iss: iss, h: h, metrics: m}

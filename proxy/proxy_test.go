@@ -358,7 +358,6 @@ func TestStreamingAndWebSocket(t *testing.T) {
 func TestOversizedHeadersNeverReachUpstream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
-	e.front.Config.MaxHeaderBytes = 32 << 10
 	resp, _ := e.raw(t, "GET", "/public", "X-Big: "+strings.Repeat("a", 64<<10))
 	if resp.StatusCode != 431 || len(e.up.got()) != 0 {
 		t.Errorf("status %d, upstream saw %d; want 431 and nothing forwarded", resp.StatusCode, len(e.up.got()))
