@@ -102,6 +102,10 @@ issuer:
 environment: production
 issuer: {url: https://a.example, keys: [{id: h, algorithm: HS256, secret: "0123456789abcdef0123456789abcdef"}]}
 `, map[string]string{"CLIENT_ID": "svc", "CLIENT_SECRET": "short", "BCRYPT_COST": "4"}, []string{"CLIENT_SECRET: must be at least 32 bytes"}},
+		{"example CLIENT_SECRET in production", `
+environment: production
+issuer: {url: https://a.example, keys: [{id: h, algorithm: HS256, secret: "0123456789abcdef0123456789abcdef"}]}
+`, map[string]string{"CLIENT_ID": "svc", "CLIENT_SECRET": ExampleClientSecrets[1], "BCRYPT_COST": "4"}, []string{"CLIENT_SECRET: this is an example secret"}},
 		{"every problem at once", minimal + "lisen: x\nclock_skew: nope\nroutes: [{path: x}]\n", nil,
 			[]string{"lisen: unknown key", "clock_skew: invalid duration"}},
 	}

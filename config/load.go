@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -175,7 +176,7 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 			}
 			cfg.Issuer.Clients = append(cfg.Issuer.Clients, Client{
 				ID: id, SecretHash: Secret(hash), Scopes: strings.Fields(getenv("CLIENT_SCOPES")),
-				envSecretLen: len(secret),
+				envSecretLen: len(secret), envSecretExample: slices.Contains(ExampleClientSecrets, secret),
 			})
 		}
 	}

@@ -81,7 +81,8 @@ type Client struct {
 
 	// envSecretLen is the length of a CLIENT_SECRET from the environment,
 	// kept so production can refuse a short one after hashing.
-	envSecretLen int
+	envSecretLen     int
+	envSecretExample bool
 }
 
 // TrustedIssuer is an external identity provider whose tokens are accepted.

@@ -29,6 +29,10 @@ var ExampleSecretHashes = []string{
 // ExampleHMACSecrets are HS256 secrets published in the repository.
 var ExampleHMACSecrets = []string{"development-only-hs256-secret-change-me-now"}
 
+// ExampleClientSecrets are plain client secrets published in the repository
+// (README, deploy/); a CLIENT_SECRET equal to one is refused in production.
+var ExampleClientSecrets = []string{"example-secret-change-me", "replace-me-with-at-least-32-random-bytes!!"}
+
 type checker struct {
 	errs     []error
 	warnings []string
@@ -206,6 +210,9 @@ func checkIssuer(c *checker, cfg *Config, prod bool) {
 		}
 		if prod && cl.envSecretLen > 0 && cl.envSecretLen < minHMACSecret {
 			c.fail("CLIENT_SECRET", "must be at least %d bytes in production (got %d)", minHMACSecret, cl.envSecretLen)
+		}
+		if prod && cl.envSecretExample {
+			c.fail("CLIENT_SECRET", "this is an example secret published in the repository; generate your own (openssl rand -base64 36)")
 		}
 		for j, s := range cl.Scopes {
 			if !validScope(s) {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Cache bounds. 64 shards keep lock contention negligible on the request
@@ -38,7 +39,11 @@ func newTokenCache() *tokenCache {
 
 // cacheKey is SHA-256 of the token: collision-resistant, so a forged token
 // cannot alias a cached one, and the cache never holds the token itself.
-func cacheKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+// The token's bytes are read in place (Sum256 never writes to its input),
+// which saves copying up to 8 KiB per request.
+func cacheKey(token string) [32]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+}
 
 func (c *tokenCache) shard(k *[32]byte) *cacheShard { return &c.shards[k[0]%cacheShards] }
 

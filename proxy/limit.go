@@ -78,22 +78,22 @@ func (l *limits) forRoute(r *policy.Route) *limitSpec {
 // key picks the bucket key. Requests without a token (or without the named
 // header) are keyed by client IP, so anonymous callers share nothing with
 // authenticated ones and cannot pick their own bucket.
-func (s *limitSpec) key(h http.Header, p *issuer.Principal, client netip.Addr) string {
+func (s *limitSpec) key(h http.Header, p *issuer.Principal, client netip.Addr) ratelimit.Key {
 	switch s.keyType {
 	case "subject":
 		if p != nil && p.Subject != "" {
-			return "s:" + p.Subject
+			return ratelimit.Key{Kind: "sub", Value: p.Subject}
 		}
 	case "client_id":
 		if p != nil && p.ClientID != "" {
-			return "c:" + p.ClientID
+			return ratelimit.Key{Kind: "cid", Value: p.ClientID}
 		}
 	case "header":
 		if v := h.Get(s.header); v != "" {
-			return "h:" + v
+			return ratelimit.Key{Kind: "hdr", Value: v}
 		}
 	}
-	return "ip:" + ipKey(client)
+	return ratelimit.Key{Kind: "ip", Value: ipKey(client)}
 }
 
 // writeHeaders sets the IETF RateLimit-Policy/RateLimit fields and the
@@ -110,11 +110,15 @@ func (s *limitSpec) writeHeaders(h http.Header, res ratelimit.Result) {
 		limit = strconv.Itoa(res.Limit.Requests)
 		policy = `"` + s.scope + `";q=` + limit + ";w=" + s.window
 	}
-	h[hRateLimitPolicy] = []string{policy}
-	h[hRateLimit] = []string{`"` + s.scope + `";r=` + remaining + ";t=" + reset}
-	h[hRateLimitLimit] = []string{limit}
-	h[hRateLimitRemain] = []string{remaining}
-	h[hRateLimitReset] = []string{reset}
+	// One backing array for the five values: this runs on every limited
+	// request.
+	v := [5]string{policy, `"` + s.scope + `";r=` + remaining + ";t=" + reset, limit, remaining, reset}
+	vals := v[:]
+	h[hRateLimitPolicy] = vals[0:1:1]
+	h[hRateLimit] = vals[1:2:2]
+	h[hRateLimitLimit] = vals[2:3:3]
+	h[hRateLimitRemain] = vals[3:4:4]
+	h[hRateLimitReset] = vals[4:5:5]
 }
 
 // AdmitToken applies the token-endpoint limits before any bcrypt work: one
@@ -127,7 +131,7 @@ func (h *Handler) AdmitToken(w http.ResponseWriter, r *http.Request, clientID st
 		return true
 	}
 	client := h.trust.clientIP(peerAddr(r.RemoteAddr), r.Header[hXForwardedFor], r.Header[hForwarded])
-	keys := [2]string{"ip:" + ipKey(client), "c:" + clientID}
+	keys := [2]ratelimit.Key{{Kind: "ip", Value: ipKey(client)}, {Kind: "cid", Value: clientID}}
 	if s.keyType == "client_id" {
 		keys[0], keys[1] = keys[1], keys[0]
 	}

@@ -45,7 +45,7 @@ type Handler struct {
 	trust        *trust
 	scrub        *headerScrubber
 	sec          *securityHeaders
-	ident        config.IdentityHeaders
+	identNames   [5]string // canonical: subject, client id, scopes, issuer, token id
 	forwardAuthz bool
 	limits       limits
 
@@ -67,7 +67,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		iss: o.Issuer, table: o.Table, limiter: o.Limiter, metrics: o.Metrics, log: o.Logger,
 		secLog: o.SecurityLog, trust: &trust{}, sec: newSecurityHeaders(cfg.SecurityHeaders),
-		ident: cfg.IdentityHeaders, forwardAuthz: cfg.ForwardAuthorization,
+		forwardAuthz: cfg.ForwardAuthorization,
 	}
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := config.ParsePrefix(p)
@@ -77,7 +77,11 @@ func New(o Options) (*Handler, error) {
 		h.trust.prefixes = append(h.trust.prefixes, pfx)
 	}
 	ih := cfg.IdentityHeaders
-	h.scrub = newHeaderScrubber([]string{ih.Subject, ih.ClientID, ih.Scopes, ih.Issuer, ih.TokenID})
+	h.identNames = [5]string{ih.Subject, ih.ClientID, ih.Scopes, ih.Issuer, ih.TokenID}
+	for i, n := range h.identNames {
+		h.identNames[i] = http.CanonicalHeaderKey(n)
+	}
+	h.scrub = newHeaderScrubber(h.identNames[:])
 	h.limits = newLimits(cfg, o.Table)
 	if cfg.Upstream != nil {
 		u, err := url.Parse(cfg.Upstream.URL)
@@ -182,18 +186,15 @@ func (h *Handler) finish(start time.Time, result string) {
 }
 
 // setIdentity sets the verified identity headers (their incoming copies were
-// scrubbed already).
+// scrubbed already). The five values share one backing array.
 func (h *Handler) setIdentity(hdr http.Header, p *issuer.Principal) {
-	set := func(name, v string) {
-		if v != "" {
-			hdr[http.CanonicalHeaderKey(name)] = []string{v}
+	v := [5]string{p.Subject, p.ClientID, p.ScopeString, p.Issuer, p.TokenID}
+	vals := v[:]
+	for i, name := range h.identNames {
+		if vals[i] != "" {
+			hdr[name] = vals[i : i+1 : i+1]
 		}
 	}
-	set(h.ident.Subject, p.Subject)
-	set(h.ident.ClientID, p.ClientID)
-	set(h.ident.Scopes, p.ScopeString)
-	set(h.ident.Issuer, p.Issuer)
-	set(h.ident.TokenID, p.TokenID)
 }
 
 // setForwarded records the X-Forwarded-* values the upstream should see:

@@ -46,3 +46,11 @@ type Result struct {
 	// ResetAfter is how long until the bucket is full again.
 	ResetAfter time.Duration
 }
+
+// Key identifies a bucket within a scope: what kind of key (subject, client
+// id, IP, header) and its value. Kept apart so the local store hashes them
+// without building a string per request.
+type Key struct {
+	Kind  string
+	Value string
+}

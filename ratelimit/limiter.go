@@ -101,7 +101,7 @@ func (l *Limiter) Replicas() int { return int(l.replicas.Load()) }
 
 // Allow takes one request from the bucket for (scope, key). The error is
 // ErrUnavailable only under FailDeny while Redis cannot decide.
-func (l *Limiter) Allow(ctx context.Context, scope, key string, lim Limit) (Result, error) {
+func (l *Limiter) Allow(ctx context.Context, scope string, key Key, lim Limit) (Result, error) {
 	now := l.now()
 	if l.redis == nil {
 		return l.local.allow(scope, key, lim, now), nil

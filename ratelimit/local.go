@@ -46,17 +46,19 @@ func newLocal() *local {
 	return l
 }
 
-func (l *local) hash(scope, key string) uint64 {
+func (l *local) hash(scope string, key Key) uint64 {
 	var h maphash.Hash
 	h.SetSeed(l.seed)
 	h.WriteString(scope)
 	h.WriteByte(0)
-	h.WriteString(key)
+	h.WriteString(key.Kind)
+	h.WriteByte(0)
+	h.WriteString(key.Value)
 	return h.Sum64()
 }
 
 // allow takes one token from the bucket for (scope, key).
-func (l *local) allow(scope, key string, lim Limit, now time.Time) Result {
+func (l *local) allow(scope string, key Key, lim Limit, now time.Time) Result {
 	k := l.hash(scope, key)
 	s := &l.shards[k%localShards]
 	s.mu.Lock()

@@ -24,7 +24,7 @@ func TestLocalBucket(t *testing.T) {
 	}
 	l := newLocal()
 	for i, s := range steps {
-		res := l.allow("r", "k", lim, t0.Add(s.at))
+		res := l.allow("r", Key{"k", "k"}, lim, t0.Add(s.at))
 		if res.Allowed != s.wantAllowed || res.Remaining != s.wantRemaining {
 			t.Fatalf("step %d at %v: allowed=%v remaining=%d, want %v %d", i, s.at, res.Allowed, res.Remaining, s.wantAllowed, s.wantRemaining)
 		}
@@ -32,10 +32,10 @@ func TestLocalBucket(t *testing.T) {
 			t.Errorf("step %d: RetryAfter %v, want (0, 100ms]", i, res.RetryAfter)
 		}
 	}
-	if other := l.allow("r", "other", lim, t0); !other.Allowed {
+	if other := l.allow("r", Key{"k", "other"}, lim, t0); !other.Allowed {
 		t.Error("another key shares the bucket")
 	}
-	if other := l.allow("r2", "k", lim, t0); !other.Allowed {
+	if other := l.allow("r2", Key{"k", "k"}, lim, t0); !other.Allowed {
 		t.Error("another scope shares the bucket")
 	}
 }
@@ -73,7 +73,7 @@ func TestLocalMemoryBound(t *testing.T) {
 	l := newLocal()
 	lim := Limit{Requests: 100, Per: time.Minute, Burst: 10}
 	for i := 0; i < keys; i++ {
-		l.allow("route:0", strconv.Itoa(i), lim, t0.Add(time.Duration(i)*time.Microsecond))
+		l.allow("route:0", Key{"ip", strconv.Itoa(i)}, lim, t0.Add(time.Duration(i)*time.Microsecond))
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

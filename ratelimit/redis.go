@@ -49,12 +49,12 @@ type redisStore struct {
 	breaker breaker
 }
 
-func redisKey(scope, key string) string {
-	sum := sha256.Sum256([]byte(scope + "\x00" + key))
+func redisKey(scope string, key Key) string {
+	sum := sha256.Sum256([]byte(scope + "\x00" + key.Kind + "\x00" + key.Value))
 	return keyPrefix + hex.EncodeToString(sum[:16])
 }
 
-func (s *redisStore) allow(ctx context.Context, scope, key string, lim Limit, now time.Time) (Result, error) {
+func (s *redisStore) allow(ctx context.Context, scope string, key Key, lim Limit, now time.Time) (Result, error) {
 	if !s.breaker.allow(now) {
 		return Result{}, ErrUnavailable
 	}

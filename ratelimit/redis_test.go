@@ -42,12 +42,12 @@ func TestRedisGCRA(t *testing.T) {
 	ctx := context.Background()
 	lim := Limit{Requests: 5, Per: time.Hour, Burst: 3}
 	for i := 0; i < 3; i++ {
-		res, err := l.Allow(ctx, "r", "k", lim)
+		res, err := l.Allow(ctx, "r", Key{"k", "k"}, lim)
 		if err != nil || !res.Allowed || res.Remaining != 2-i {
 			t.Fatalf("request %d: %+v %v", i, res, err)
 		}
 	}
-	res, err := l.Allow(ctx, "r", "k", lim)
+	res, err := l.Allow(ctx, "r", Key{"k", "k"}, lim)
 	if err != nil || res.Allowed || res.RetryAfter <= 0 || res.RetryAfter > lim.interval() {
 		t.Fatalf("over the burst: %+v %v", res, err)
 	}
@@ -83,7 +83,7 @@ func TestReplicasShareOneLimit(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 25; i++ {
-				res, err := replicas[g%3].Allow(context.Background(), "route:0", "s:alice", lim)
+				res, err := replicas[g%3].Allow(context.Background(), "route:0", Key{"k", "s:alice"}, lim)
 				if err != nil {
 					t.Error(err)
 					return
@@ -124,7 +124,7 @@ func TestRedisFailurePolicies(t *testing.T) {
 			srv.Pause() // a hung Redis: the worst case for latency
 			for i := 0; i < 10; i++ {
 				start := time.Now()
-				res, err := l.Allow(ctx, "r", "k", lim)
+				res, err := l.Allow(ctx, "r", Key{"k", "k"}, lim)
 				if d := time.Since(start); d > timeout+100*time.Millisecond {
 					t.Errorf("call %d waited %v with Redis hung", i, d)
 				}
@@ -151,7 +151,7 @@ func TestRedisFailurePolicies(t *testing.T) {
 			srv.Restart(t) // back, empty
 			waitFor(t, "recovery", 5*time.Second, func() bool { return !l.Degraded() })
 			waitFor(t, "shared limiting resumes", 5*time.Second, func() bool {
-				res, err := l.Allow(ctx, "r", "fresh", lim)
+				res, err := l.Allow(ctx, "r", Key{"k", "fresh"}, lim)
 				return err == nil && res.Allowed && res.Limit.Requests == 9
 			})
 		})
@@ -165,14 +165,14 @@ func TestBreakerStopsCallsToADeadRedis(t *testing.T) {
 	l := New(Options{Redis: c, Timeout: 50 * time.Millisecond, OnFailure: FailAllow})
 	srv.Kill()
 	for i := 0; i < breakerFailures; i++ {
-		_, _ = l.Allow(context.Background(), "r", "k", Limit{1, time.Second, 1})
+		_, _ = l.Allow(context.Background(), "r", Key{"k", "k"}, Limit{1, time.Second, 1})
 	}
 	if !l.redis.breaker.open(time.Now()) {
 		t.Fatal("breaker not open after repeated failures")
 	}
 	start := time.Now()
 	for i := 0; i < 100; i++ {
-		_, _ = l.Allow(context.Background(), "r", "k", Limit{1, time.Second, 1})
+		_, _ = l.Allow(context.Background(), "r", Key{"k", "k"}, Limit{1, time.Second, 1})
 	}
 	if d := time.Since(start); d > 50*time.Millisecond {
 		t.Errorf("100 calls with the breaker open took %v", d)
