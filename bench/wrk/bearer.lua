@@ -1,0 +1,2 @@
+-- One reused bearer token (TOKEN in the environment).
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
