@@ -83,7 +83,7 @@ func New(o Options) *Limiter {
 	}
 	l.replicas.Store(1)
 	if o.Redis != nil {
-		l.redis = &redisStore{client: o.Redis, timeout: o.Timeout}
+		l.redis = &redisStore{client: o.Redis, timeout: o.Timeout, batch: newBatcher(o.Redis, o.Timeout)}
 		l.up.Store(true)
 		o.Metrics.RedisUp.Set(1)
 	}

@@ -38,7 +38,7 @@ var ErrUnavailable = errors.New("redis is unavailable")
 // Sentinel and Cluster clients (redis.UniversalClient) all fit.
 type Client interface {
 	redis.Scripter
-	Ping(ctx context.Context) *redis.StatusCmd
+	Pipeline() redis.Pipeliner
 }
 
 // redisStore runs GCRA in Redis with server time, so replicas' clocks never
@@ -46,6 +46,7 @@ type Client interface {
 type redisStore struct {
 	client  Client
 	timeout time.Duration
+	batch   *batcher
 	breaker breaker
 }
 
@@ -61,7 +62,7 @@ func (s *redisStore) allow(ctx context.Context, scope string, key Key, lim Limit
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	interval := lim.interval().Microseconds()
-	v, err := gcraScript.Run(ctx, s.client, []string{redisKey(scope, key)}, max(interval, 1), lim.Burst).Slice()
+	v, err := s.batch.do(ctx, redisKey(scope, key), max(interval, 1), int64(lim.Burst))
 	if err != nil {
 		s.breaker.failure(now)
 		return Result{}, fmt.Errorf("redis rate limit: %w", err)

@@ -119,6 +119,9 @@ func newRedisClient(c *config.Redis) (redis.UniversalClient, error) {
 		Addrs: c.Addrs, MasterName: c.MasterName, Password: c.Password.Reveal(),
 		DialTimeout: max(timeout, 250*time.Millisecond), ReadTimeout: timeout, WriteTimeout: timeout,
 		PoolTimeout: timeout, MaxRetries: -1, ContextTimeoutEnabled: true,
+		// The limiter batches its calls into a few pipelines; the rest of
+		// the pool serves heartbeats, revocations and the blocking stream read.
+		PoolSize: 16,
 	}
 	if c.URL != "" {
 		u, err := redis.ParseURL(c.URL.Reveal())
