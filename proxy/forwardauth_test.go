@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/portcullis/portcullis/policy"
 )
 
 func TestForwardAuth(t *testing.T) {
@@ -63,4 +66,49 @@ func TestForwardAuth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzForwardAuthHeaders: whatever a trusted front proxy sends, either the
+// request is refused or the target it yields passed the path firewall and
+// names a plain method; never a panic, never a 2xx for garbage.
+func FuzzForwardAuthHeaders(f *testing.F) {
+	f.Add("GET", "/admin/x?y=1", "", "", "")
+	f.Add("GET", "", "https://app.test/orders/1", "", "")
+	f.Add("POST", "", "", "/orders/1", "")
+	f.Add("", "", "", "", "/orders/1")
+	f.Add("GET", "/public/../admin", "", "", "")
+	f.Add("GET", "/a", "", "/b", "")
+	f.Add("GET", "", "//evil.test/admin", "", "")
+	e := newEnv(f, "trusted_proxies: [127.0.0.1]\n")
+	f.Fuzz(func(t *testing.T, method, fwdURI, origURL, origURI, suffix string) {
+		target := "/auth/verify"
+		if suffix != "" {
+			target += suffix
+		}
+		req, err := http.NewRequest("GET", "http://app.test/", nil)
+		if err != nil {
+			return
+		}
+		req.RequestURI = target
+		req.RemoteAddr = "127.0.0.1:1234"
+		set := func(k, v string) {
+			if v != "" {
+				req.Header[k] = []string{v}
+			}
+		}
+		set(hXForwardedMethod, method)
+		set(hXForwardedURI, fwdURI)
+		set(hXOriginalURL, origURL)
+		set(hXOriginalURI, origURI)
+		tg, err := e.h.originalRequest(req, true)
+		if err != nil {
+			return
+		}
+		if !validMethod(tg.method) {
+			t.Fatalf("accepted method %q", tg.method)
+		}
+		if p, err := policy.CleanPath(tg.path.Raw); err != nil || p.Match != tg.path.Match {
+			t.Fatalf("accepted path %+v that the firewall refuses: %v", tg.path, err)
+		}
+	})
 }
