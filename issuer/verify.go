@@ -57,26 +57,67 @@ type header struct {
 // Verify checks a bearer token and returns its principal. Any error rejects
 // the token; errors wrap one of the Err* sentinels.
 func (iss *Issuer) Verify(token string) (*Principal, error) {
+	c, err := iss.Check(token)
+	if err != nil || c.Principal != nil {
+		return c.Principal, err
+	}
+	return c.Finish()
+}
+
+// Check is the first half of Verify: size and shape checks and the cache.
+// A token verified before comes back with Principal set (revocation
+// checked). Otherwise Principal is nil and Finish does the signature work,
+// so a caller can decide first whether this client may spend it (the
+// proxy charges the client IP for cache misses).
+func (iss *Issuer) Check(token string) (Pending, error) {
 	if len(token) > MaxTokenBytes {
-		return nil, ErrTooLarge
+		return Pending{}, ErrTooLarge
 	}
 	if strings.Count(token, ".") != 2 {
-		return nil, fmt.Errorf("%w: not three segments", ErrMalformed)
+		return Pending{}, fmt.Errorf("%w: not three segments", ErrMalformed)
 	}
 	now := iss.now()
-	key := cacheKey(token)
-	p := iss.cache.get(key, now)
-	if p == nil {
-		var err error
-		if p, err = iss.verifyUncached(token, now); err != nil {
-			return nil, err
+	pd := Pending{iss: iss, token: token, key: cacheKey(token), now: now}
+	if p := iss.cache.get(pd.key, now); p != nil {
+		if iss.isRevoked(p) {
+			return Pending{}, ErrRevoked
 		}
-		iss.cache.put(key, p, now)
+		pd.Principal = p
 	}
-	if iss.revoked != nil && iss.revoked.IsRevoked(p.TokenID, p.Subject, p.IssuedAt) {
+	return pd, nil
+}
+
+// Pending is a token that passed Check: either cached (Principal set) or
+// waiting for Finish.
+type Pending struct {
+	// Principal is set when the token was verified before.
+	Principal *Principal
+
+	iss   *Issuer
+	token string
+	key   [32]byte
+	now   time.Time
+}
+
+// Finish verifies the signature and claims of a token Check did not find
+// in the cache, and caches the result.
+func (pd Pending) Finish() (*Principal, error) {
+	if pd.Principal != nil {
+		return pd.Principal, nil
+	}
+	p, err := pd.iss.verifyUncached(pd.token, pd.now)
+	if err != nil {
+		return nil, err
+	}
+	pd.iss.cache.put(pd.key, p, pd.now)
+	if pd.iss.isRevoked(p) {
 		return nil, ErrRevoked
 	}
 	return p, nil
+}
+
+func (iss *Issuer) isRevoked(p *Principal) bool {
+	return iss.revoked != nil && iss.revoked.IsRevoked(p.TokenID, p.Subject, p.IssuedAt)
 }
 
 func (iss *Issuer) verifyUncached(token string, now time.Time) (*Principal, error) {

@@ -66,7 +66,17 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start
 			return v, false
 		}
 		if sent {
-			p, verr := h.verify(token, err)
+			p, verr := h.verify(r, t, route, token, err)
+			var pre *preVerifyLimited
+			if errors.As(verr, &pre) {
+				h.metrics.RateLimitViolations.WithLabelValues(pre.spec.name).Inc()
+				h.secLog(r, "signature checks rate limited", "remote", t.client.String(), "route", route.Name)
+				h.finish(start, "rate_limited")
+				pre.spec.writeHeaders(w.Header(), pre.res)
+				w.Header().Set(hRetryAfter, retryAfterSeconds(pre.res.RetryAfter.Seconds()))
+				writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many requests; retry later")
+				return v, false
+			}
 			if verr != nil {
 				reason := issuer.Reason(verr)
 				h.metrics.AuthFailures.WithLabelValues(reason).Inc()
@@ -101,12 +111,36 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start
 	return v, true
 }
 
-func (h *Handler) verify(token string, parseErr error) (*issuer.Principal, error) {
+// verify checks the token. A token not seen before costs a signature check,
+// so the client IP pays for it from the route's limit first: a flood of
+// fresh or forged tokens is stopped before any crypto (errPreVerifyLimited).
+func (h *Handler) verify(r *http.Request, t *target, route *policy.Route, token string, parseErr error) (*issuer.Principal, error) {
 	if parseErr != nil {
 		return nil, issuer.ErrMalformed
 	}
-	return h.iss.Verify(token)
+	pd, err := h.iss.Check(token)
+	if err != nil || pd.Principal != nil {
+		return pd.Principal, err
+	}
+	if spec := h.limits.forRoute(route); spec != nil && !spec.shadow {
+		res, err := h.limiter.Allow(r.Context(), preVerifyScope, ratelimit.Key{Kind: "ip", Value: ipKey(t.client)}, spec.limit)
+		if err == nil && !res.Allowed {
+			return nil, &preVerifyLimited{res: res, spec: spec}
+		}
+	}
+	return pd.Finish()
 }
+
+// preVerifyScope is the bucket namespace for signature checks per client IP.
+const preVerifyScope = "preverify"
+
+// preVerifyLimited refuses a signature check the client IP cannot afford.
+type preVerifyLimited struct {
+	res  ratelimit.Result
+	spec *limitSpec
+}
+
+func (e *preVerifyLimited) Error() string { return "too many new tokens from this address" }
 
 // describe maps a verification error to a fixed description: never the
 // token's contents, never an internal error string.

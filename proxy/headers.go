@@ -17,6 +17,7 @@ const (
 	hXForwardedHost  = "X-Forwarded-Host"
 	hXForwardedProto = "X-Forwarded-Proto"
 	hForwarded       = "Forwarded"
+	hRequestID       = "X-Request-Id" // set by the server's middleware
 	hRateLimitPolicy = "RateLimit-Policy"
 	hRateLimit       = "RateLimit"
 	hRateLimitLimit  = "RateLimit-Limit"

@@ -204,16 +204,18 @@ func (h *Handler) setForwarded(r *http.Request, hdr http.Header, peer netip.Addr
 	if prior := hdr[hXForwardedFor]; trusted && len(prior) > 0 {
 		xff = strings.Join(prior, ", ") + ", " + xff
 	}
-	hdr[hXForwardedFor] = []string{xff}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	v := [3]string{xff, proto, r.Host} // one backing array for the three values
+	vals := v[:]
+	hdr[hXForwardedFor] = vals[0:1:1]
 	if !trusted || hdr.Get(hXForwardedProto) == "" {
-		proto := "http"
-		if r.TLS != nil {
-			proto = "https"
-		}
-		hdr[hXForwardedProto] = []string{proto}
+		hdr[hXForwardedProto] = vals[1:2:2]
 	}
 	if !trusted || hdr.Get(hXForwardedHost) == "" {
-		hdr[hXForwardedHost] = []string{r.Host}
+		hdr[hXForwardedHost] = vals[2:3:3]
 	}
 	delete(hdr, hForwarded)
 }

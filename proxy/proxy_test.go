@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/portcullis/portcullis/issuer"
 )
@@ -361,5 +362,32 @@ func TestOversizedHeadersNeverReachUpstream(t *testing.T) {
 	resp, _ := e.raw(t, "GET", "/public", "X-Big: "+strings.Repeat("a", 64<<10))
 	if resp.StatusCode != 431 || len(e.up.got()) != 0 {
 		t.Errorf("status %d, upstream saw %d; want 431 and nothing forwarded", resp.StatusCode, len(e.up.got()))
+	}
+}
+
+// TestNewTokensPayPerClientIPBeforeCrypto: each new token costs the client IP
+// one unit of the route's limit before its signature is checked, so a flood
+// of fresh or forged tokens from one address is refused without crypto.
+func TestNewTokensPayPerClientIPBeforeCrypto(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	for i := 0; i < 2; i++ {
+		tok := e.token(t, fmt.Sprintf("user-%d", i), "", nil)
+		if resp, _ := e.raw(t, "GET", "/limited", "Authorization: Bearer "+tok); resp.StatusCode != 200 {
+			t.Fatalf("new token %d: %d", i, resp.StatusCode)
+		}
+	}
+	e.up.reset()
+	third := e.token(t, "user-3", "", nil)
+	resp, body := e.raw(t, "GET", "/limited", "Authorization: Bearer "+third)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || len(e.up.got()) != 0 {
+		t.Fatalf("third new token from one IP: %d %s, upstream saw %d", resp.StatusCode, body, len(e.up.got()))
+	}
+	forged := tamper(e.token(t, "user-4", "orders:read", nil))
+	if resp, _ := e.raw(t, "GET", "/limited", "Authorization: Bearer "+forged); resp.StatusCode != 429 {
+		t.Errorf("forged token past the IP budget: %d, want 429 before any signature check", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(e.metrics.AuthFailures.WithLabelValues("signature")); got != 0 {
+		t.Errorf("%v signature checks failed; the forged token should not have reached one", got)
 	}
 }

@@ -102,10 +102,10 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		h.log.Warn("upstream timed out", "path", r.URL.Path, "error", err)
+		h.log.Warn("upstream timed out", "request_id", r.Header.Get(hRequestID), "path", r.URL.Path, "error", err)
 		writeError(w, http.StatusGatewayTimeout, codeGatewayTimeout, "the application did not answer in time")
 		return
 	}
-	h.log.Warn("upstream failed", "path", r.URL.Path, "error", err)
+	h.log.Warn("upstream failed", "request_id", r.Header.Get(hRequestID), "path", r.URL.Path, "error", err)
 	writeError(w, http.StatusBadGateway, codeBadGateway, "the application is unavailable")
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis/portcullis/metrics"
@@ -42,21 +44,24 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // instrument counts responses in http_requests_total and times them, keeps
 // or assigns a request id, and turns a panic into a 500 (logged, not echoed).
 func instrument(m *metrics.Metrics, log *slog.Logger, next http.Handler) http.Handler {
+	ids := newRequestIDs()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get(HeaderRequestID)
-		if !validRequestID(id) {
-			id = newRequestID()
-			r.Header[HeaderRequestID] = []string{id}
+		id := r.Header[HeaderRequestID]
+		if len(id) != 1 || !validRequestID(id[0]) {
+			id = []string{ids.next()}
+			r.Header[HeaderRequestID] = id
 		}
-		w.Header()[HeaderRequestID] = []string{id}
+		// The request and response share the one-element slice: neither
+		// side appends in place (a copy's append reallocates).
+		w.Header()[HeaderRequestID] = id
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p) // the proxy's way to abort a response; let net/http handle it
 				}
-				log.Error("handler panicked", "request_id", id, "panic", p)
+				log.Error("handler panicked", "request_id", id[0], "panic", p)
 				if sw.code == 0 {
 					http.Error(sw, `{"error":"server_error"}`, http.StatusInternalServerError)
 				}
@@ -84,8 +89,22 @@ func validRequestID(s string) bool {
 	return true
 }
 
-func newRequestID() string {
-	var b [12]byte
+// requestIDs makes unique ids as a random per-process prefix and a counter:
+// unique across replicas and restarts without a random read per request.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *requestIDs) next() string {
+	var buf [32]byte
+	out := append(buf[:0], g.prefix...)
+	out = strconv.AppendUint(out, g.n.Add(1), 36)
+	return string(out)
 }
