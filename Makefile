@@ -1,7 +1,7 @@
 # Portcullis — the two commands in README.md:
 #   go run . -config config.example.yaml     run it
 #   make test                                run every test
-# `make test` installs what the integration tests need (redis-server, nginx)
+# `make test` installs what the integration tests need (redis-server, nginx, caddy)
 # from Debian packages when they are missing.
 
 GO      ?= go
@@ -23,6 +23,7 @@ deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test dependencies:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \

@@ -90,6 +90,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: configuration %s is invalid:\n", *configPath)
 		printProblems(stderr, err)
+		// Also as a structured security event, for log pipelines that only
+		// read JSON: a refused config may be an attempted downgrade.
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error("configuration refused",
+			"security_event", true, "config", *configPath, "problems", strings.Count(err.Error(), "\n")+1)
 		return exitBadConfig
 	}
 	log := newLogger(cfg, stderr)
