@@ -9,14 +9,24 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/redistest"
+	"github.com/portcullis/portcullis/issuer"
 )
+
+func issuerClaims(sub string, now time.Time) issuer.Claims {
+	return issuer.Claims{RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: "https://auth.test", Subject: sub, Audience: jwt.ClaimStrings{"api"}, ID: sub + "-1",
+		ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), IssuedAt: jwt.NewNumericDate(now),
+	}, ClientID: sub, Scope: "a"}
+}
 
 const testConfig = `
 environment: development
@@ -216,5 +226,60 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	}
 	if rec := tokenRequest(a.Handler(), testSecret); rec.Code != 200 {
 		t.Errorf("/token with Redis down = %d, want 200 (local limits)", rec.Code)
+	}
+}
+
+// TestThreeReplicasShareOneLimit runs three full Portcullis servers, each
+// with its own Redis client, and spreads a bounded concurrent load over them:
+// exactly the limit gets through (its window is too long to refill).
+func TestThreeReplicasShareOneLimit(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	extra := "upstream: {url: \"" + up.URL + "\"}\n"
+	const limit = 20
+	var replicas []*Server
+	for i := 0; i < 3; i++ {
+		cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 20, per: 1h, key: subject}}]", 1)
+		get := func(k string) string {
+			return map[string]string{"HASH": testHash, "REDIS_URL": srv.URL()}[k]
+		}
+		c, _, err := config.Parse([]byte(cfg+extra), t.TempDir(), get)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _, err := New(c, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, s)
+	}
+	tok, err := replicas[0].issuer.Sign(issuerClaims("svc", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for g := 0; g < 9; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				req := httptest.NewRequest("GET", "/x", nil)
+				req.RequestURI = "/x"
+				req.Header.Set("Authorization", "Bearer "+tok)
+				rec := httptest.NewRecorder()
+				replicas[g%3].Handler().ServeHTTP(rec, req)
+				mu.Lock()
+				codes[rec.Code]++
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	if codes[200] != limit || codes[429] != 90-limit {
+		t.Errorf("responses %v across three replicas, want %d allowed and the rest 429", codes, limit)
 	}
 }
