@@ -20,6 +20,7 @@ const caddyfile = `{
 	auto_https off
 }
 http://127.0.0.1:%[1]d {
+	bind 127.0.0.1
 	route {
 		request_header -X-Auth-*
 		forward_auth %[2]s {

@@ -168,7 +168,7 @@ func newEnv(t testing.TB, extra string) *env {
 		t.Fatal(err)
 	}
 	front := httptest.NewUnstartedServer(h.SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := requestPath(r)
+		p := RequestPath(r)
 		if p == ForwardAuthPrefix || strings.HasPrefix(p, ForwardAuthPrefix+"/") {
 			h.ForwardAuth(w, r)
 			return

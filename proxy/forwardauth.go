@@ -63,7 +63,7 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 	hdr := r.Header
 	fromHeaders := hdr[hXForwardedURI] != nil || hdr[hXOriginalURL] != nil || hdr[hXOriginalURI] != nil ||
 		hdr[hXForwardedMethod] != nil || hdr[hXOriginalMethod] != nil
-	suffix, hasSuffix := strings.CutPrefix(requestPath(r), ForwardAuthPrefix)
+	suffix, hasSuffix := strings.CutPrefix(RequestPath(r), ForwardAuthPrefix)
 	if fromHeaders && !trusted {
 		h.warnUntrusted(r.RemoteAddr)
 		fromHeaders = false

@@ -133,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "no route for this path")
 		return
 	}
-	p, err := policy.CleanPath(requestPath(r))
+	p, err := policy.CleanPath(RequestPath(r))
 	if err != nil {
 		h.finish(start, "invalid_request")
 		h.secLog(r, "ambiguous request path refused", "remote", client.String(), "method", r.Method)
@@ -165,8 +165,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.UpstreamDuration.Observe(time.Since(upstart).Seconds())
 }
 
-// requestPath returns the escaped path exactly as the client sent it.
-func requestPath(r *http.Request) string {
+// RequestPath returns the escaped path exactly as the client sent it (no
+// query), which is what routing must look at: r.URL.Path is already decoded.
+func RequestPath(r *http.Request) string {
 	uri := r.RequestURI
 	if strings.HasPrefix(uri, "/") {
 		if i := strings.IndexByte(uri, '?'); i >= 0 {

@@ -52,7 +52,6 @@ type Limiter struct {
 	id        string
 	replicas  atomic.Int64
 	up        atomic.Bool
-	degraded  atomic.Bool
 
 	deniedMu sync.Mutex
 	denied   map[uint64]time.Time // key hash → Redis said no until then

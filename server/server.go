@@ -170,10 +170,7 @@ func (s *Server) buildHandlers() {
 	// one: http.ServeMux would redirect //token and friends, and anything
 	// that is not exactly ours belongs to the application.
 	mainDispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := r.URL.EscapedPath()
-		if r.RequestURI != "" && strings.HasPrefix(r.RequestURI, "/") {
-			path, _, _ = strings.Cut(r.RequestURI, "?")
-		}
+		path := proxy.RequestPath(r)
 		if h, ok := own[path]; ok {
 			limitOwn(w)
 			h.ServeHTTP(w, r)
