@@ -123,16 +123,13 @@ func (h *Handler) verify(r *http.Request, t *target, route *policy.Route, token 
 		return pd.Principal, err
 	}
 	if spec := h.limits.forRoute(route); spec != nil && !spec.shadow {
-		res, err := h.limiter.Allow(r.Context(), preVerifyScope, ratelimit.Key{Kind: "ip", Value: ipKey(t.client)}, spec.limit)
+		res, err := h.limiter.Allow(r.Context(), spec.preScope, ratelimit.Key{Kind: "ip", Value: ipKey(t.client)}, spec.limit)
 		if err == nil && !res.Allowed {
 			return nil, &preVerifyLimited{res: res, spec: spec}
 		}
 	}
 	return pd.Finish()
 }
-
-// preVerifyScope is the bucket namespace for signature checks per client IP.
-const preVerifyScope = "preverify"
 
 // preVerifyLimited refuses a signature check the client IP cannot afford.
 type preVerifyLimited struct {

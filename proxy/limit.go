@@ -16,6 +16,9 @@ import (
 // a request, and its constant header values. Immutable.
 type limitSpec struct {
 	scope   string // bucket namespace: "route:N", "default" or "token"
+	// preScope namespaces the per-IP charge for verifying new tokens under
+	// this limit, apart from the limit's own buckets.
+	preScope string
 	name    string // rate_limit_violations_total{route}
 	limit   ratelimit.Limit
 	keyType string // subject | client_id | client_ip | header
@@ -40,7 +43,7 @@ func compileLimit(scope, name string, l *config.Limit) *limitSpec {
 		return nil
 	}
 	s := &limitSpec{
-		scope: scope, name: name, shadow: l.Shadow,
+		scope: scope, preScope: "preverify:" + scope, name: name, shadow: l.Shadow,
 		limit: ratelimit.Limit{Requests: l.Requests, Per: l.Per.D(), Burst: l.Burst},
 	}
 	s.keyType = l.Key
