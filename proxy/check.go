@@ -69,12 +69,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start
 			p, verr := h.verify(r, t, route, token, err)
 			var pre *preVerifyLimited
 			if errors.As(verr, &pre) {
-				h.metrics.RateLimitViolations.WithLabelValues(pre.spec.name).Inc()
 				h.secLog(r, "signature checks rate limited", "remote", t.client.String(), "route", route.Name)
 				h.finish(start, "rate_limited")
-				pre.spec.writeHeaders(w.Header(), pre.res)
-				w.Header().Set(hRetryAfter, retryAfterSeconds(pre.res.RetryAfter.Seconds()))
-				writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many requests; retry later")
+				h.tooMany(w, pre.spec, pre.res)
 				return v, false
 			}
 			if verr != nil {
@@ -175,17 +172,26 @@ func (h *Handler) rateLimit(w http.ResponseWriter, r *http.Request, t *target, v
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "rate limiting is unavailable; retry")
 		return false
 	}
-	spec.writeHeaders(w.Header(), res)
 	if res.Allowed {
+		spec.writeHeaders(w.Header(), res)
 		return true
 	}
-	h.metrics.RateLimitViolations.WithLabelValues(spec.name).Inc()
 	h.secLog(r, "rate limit exceeded", "route", spec.name, "key_type", spec.keyType, "remote", t.client.String(), "shadow", spec.shadow)
 	if spec.shadow {
+		h.metrics.RateLimitViolations.WithLabelValues(spec.name).Inc()
+		spec.writeHeaders(w.Header(), res)
 		return true
 	}
 	h.finish(start, "rate_limited")
+	h.tooMany(w, spec, res)
+	return false
+}
+
+// tooMany is the one 429 answer: counted per limit, with the RateLimit
+// headers and Retry-After in whole seconds, rounded up.
+func (h *Handler) tooMany(w http.ResponseWriter, spec *limitSpec, res ratelimit.Result) {
+	h.metrics.RateLimitViolations.WithLabelValues(spec.name).Inc()
+	spec.writeHeaders(w.Header(), res)
 	w.Header().Set(hRetryAfter, retryAfterSeconds(res.RetryAfter.Seconds()))
 	writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many requests; retry later")
-	return false
 }

@@ -146,14 +146,12 @@ func (h *Handler) AdmitToken(w http.ResponseWriter, r *http.Request, clientID st
 			return false
 		}
 		if !res.Allowed {
-			s.writeHeaders(w.Header(), res)
-			h.metrics.RateLimitViolations.WithLabelValues(s.name).Inc()
-			h.secLog(r, "token endpoint rate limit exceeded", "remote", client.String(), "client_id", clientID)
+			h.secLog(r, "token endpoint rate limit exceeded", "remote", client.String(), "client_id", clientID, "shadow", s.shadow)
 			if s.shadow {
+				h.metrics.RateLimitViolations.WithLabelValues(s.name).Inc()
 				continue
 			}
-			w.Header().Set(hRetryAfter, retryAfterSeconds(res.RetryAfter.Seconds()))
-			writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many token requests; retry later")
+			h.tooMany(w, s, res)
 			return false
 		}
 	}
