@@ -241,7 +241,10 @@ set ylabel "requests/s (higher is better)"
 set xtics rotate by -30
 set grid ytics
 set title "Portcullis benchmark: median req/s"
-plot "$OUT/results.csv" using 0:2:xtic(1) with boxes notitle lc rgb "#3b6ea5"
+set yrange [0:*]
+set offsets 0,0,graph 0.08,0
+plot "$OUT/results.csv" using 0:2:xtic(1) with boxes notitle lc rgb "#3b6ea5", \
+     "" using 0:2:(sprintf("%.0f", \$2)) with labels offset 0,0.8 notitle
 GP
 
 cp "$OUT/results.md" bench/RESULTS.md
