@@ -106,6 +106,14 @@ func TestCheckConfigAndExitCodes(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "valid") {
 		t.Errorf("-check-config on the example: exit %d\n%s", code, out)
 	}
+	shadowed := filepath.Join(t.TempDir(), "shadowed.yaml")
+	if err := os.WriteFile(shadowed, []byte("environment: development\nissuer: {url: https://a}\nroutes: [{path: /}, {path: /orders, auth: none}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "", nil, "-check-config", "-config", shadowed)
+	if code != 0 || !strings.Contains(out, "warning: routes[1] (/orders) is shadowed by routes[0]") {
+		t.Errorf("-check-config with a shadowed route: exit %d, want 0 with a warning\n%s", code, out)
+	}
 	code, _, _ = runCLI(t, "", []string{"PORTCULLIS_CONFIG=config.example.yaml"}, "-check-config")
 	if code != 0 {
 		t.Errorf("PORTCULLIS_CONFIG not honoured: exit %d", code)
@@ -117,6 +125,10 @@ func TestCheckConfigAndExitCodes(t *testing.T) {
 
 // startBinary runs portcullis on free loopback ports and waits for readiness.
 func startBinary(t *testing.T, upstreamURL string, extraEnv ...string) (cmd *exec.Cmd, main, admin string, stderr *bytes.Buffer) {
+	return startBinaryWith(t, upstreamURL, "routes: [{path: /, auth: none}]\n", extraEnv...)
+}
+
+func startBinaryWith(t *testing.T, upstreamURL, routes string, extraEnv ...string) (cmd *exec.Cmd, main, admin string, stderr *bytes.Buffer) {
 	t.Helper()
 	main = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
 	admin = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
@@ -126,8 +138,7 @@ environment: development
 shutdown: {delay: 300ms, grace: 10s}
 upstream: {url: "` + upstreamURL + `"}
 issuer: {url: https://auth.test}
-routes: [{path: /, auth: none}]
-`
+` + routes
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +247,77 @@ func TestSIGTERMLetsInFlightRequestFinish(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "secret") {
 		t.Errorf("log mentions a secret: %s", stderr)
+	}
+}
+
+// TestReplicasSurviveRedisOutage runs two portcullis processes sharing one
+// Redis, kills Redis, and checks the SPEC's promises: requests keep being
+// served (local share of the limit), readiness stays 200, /health is
+// degraded, redis_up is 0; after Redis returns, redis_up is 1 within 5 s.
+func TestReplicasSurviveRedisOutage(t *testing.T) {
+	t.Parallel()
+	redisSrv := redistest.Start(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer up.Close()
+	routes := "routes: [{path: /, auth: none, rate_limit: {requests: 1000, per: 1m, key: client_ip}}]\n"
+	var mains, admins []string
+	for i := 0; i < 2; i++ {
+		_, m, a, _ := startBinaryWith(t, up.URL, routes, "REDIS_URL="+redisSrv.URL())
+		mains, admins = append(mains, m), append(admins, a)
+	}
+	get := func(url string) (int, string) {
+		c := &http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(6 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 6s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, m := range mains {
+		if code, _ := get("http://" + m + "/x"); code != 200 {
+			t.Fatalf("before the outage: %d", code)
+		}
+	}
+	redisSrv.Kill()
+	for i, m := range mains {
+		start := time.Now()
+		code, body := get("http://" + m + "/x")
+		if code != 200 {
+			t.Errorf("replica %d with Redis down: %d %s", i, code, body)
+		}
+		if d := time.Since(start); d > 150*time.Millisecond {
+			t.Errorf("replica %d took %v with Redis down (timeout 50ms + 100ms)", i, d)
+		}
+	}
+	for i, a := range admins {
+		eventually(fmt.Sprintf("replica %d degraded", i), func() bool {
+			_, body := get("http://" + a + "/health")
+			return strings.Contains(body, `"status":"degraded"`)
+		})
+		if code, _ := get("http://" + a + "/health/ready"); code != 200 {
+			t.Errorf("replica %d ready with Redis down: %d, want 200", i, code)
+		}
+		if _, m := get("http://" + a + "/metrics"); !strings.Contains(m, "redis_up 0") {
+			t.Errorf("replica %d: redis_up not 0", i)
+		}
+	}
+	redisSrv.Restart(t)
+	for i, a := range admins {
+		eventually(fmt.Sprintf("replica %d sees Redis again", i), func() bool {
+			_, m := get("http://" + a + "/metrics")
+			return strings.Contains(m, "redis_up 1")
+		})
 	}
 }
