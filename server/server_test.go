@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -281,5 +282,41 @@ func TestThreeReplicasShareOneLimit(t *testing.T) {
 	wg.Wait()
 	if codes[200] != limit || codes[429] != 90-limit {
 		t.Errorf("responses %v across three replicas, want %d allowed and the rest 429", codes, limit)
+	}
+}
+
+// TestSentinelFromConfig configures Redis as Sentinel addrs + master_name:
+// shared limits work through the master the Sentinel names.
+func TestSentinelFromConfig(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "portcullis-test")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 3, per: 1h, key: subject}}]", 1) +
+		"upstream: {url: \"" + up.URL + "\"}\nredis: {addrs: [\"" + sentinel + "\"], master_name: portcullis-test, timeout: 500ms}\n"
+	c, _, err := config.Parse([]byte(cfg), t.TempDir(), func(k string) string { return map[string]string{"HASH": testHash}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := New(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := s.issuer.Sign(issuerClaims("svc", time.Now()))
+	var codes []int
+	for i := 0; i < 5; i++ {
+		req := httptest.NewRequest("GET", "/x", nil)
+		req.RequestURI = "/x"
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		codes = append(codes, rec.Code)
+	}
+	if fmt.Sprint(codes) != "[200 200 200 429 429]" {
+		t.Errorf("codes %v, want three allowed then 429", codes)
+	}
+	if got := testutil.ToFloat64(s.metrics.RateLimitBackendFailures); got != 0 {
+		t.Errorf("%v backend failures: the limit did not go through Redis", got)
 	}
 }

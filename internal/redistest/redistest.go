@@ -89,16 +89,7 @@ func (s *Server) start(t testing.TB) {
 }
 
 func (s *Server) ping() error {
-	c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := fmt.Fprint(c, "PING\r\n"); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := command(s.Addr, "PING")
 	if err != nil {
 		return err
 	}
@@ -132,3 +123,46 @@ func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server.
 func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// StartSentinel runs a Sentinel (redis-server --sentinel) that monitors
+// master under the given name, and waits until it reports the master.
+func StartSentinel(t testing.TB, master *Server, name string) string {
+	t.Helper()
+	bin := Require(t, "redis-server")
+	port := FreePort(t)
+	dir := t.TempDir()
+	conf := dir + "/sentinel.conf"
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor %s %s 1\n", port, dir, name, strings.Replace(master.Addr, ":", " ", 1))
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, conf, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting sentinel: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if reply, err := command(addr, "SENTINEL get-master-addr-by-name "+name); err == nil && strings.Contains(reply, "*2") {
+			return addr
+		}
+		time.Sleep(20 * time.Millisecond) // polling readiness
+	}
+	t.Fatalf("sentinel on %s does not report %s", addr, name)
+	return ""
+}
+
+// command sends one inline command and returns the first reply line.
+func command(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := fmt.Fprint(c, cmd+"\r\n"); err != nil {
+		return "", err
+	}
+	return bufio.NewReader(c).ReadString('\n')
+}
