@@ -94,6 +94,7 @@ routes:
 rate_limit:
   default: {requests: 1000000000, per: 1s, key: subject}
   token_endpoint: {requests: 1000000000, per: 1s, key: client_ip}
+  new_tokens: {requests: 1000000000, per: 1s, key: client_ip}  # one wrk address sends every fresh token
 YAML
 }
 

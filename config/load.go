@@ -262,6 +262,11 @@ func applyDefaults(c *Config) {
 		c.RateLimit.TokenEndpoint = &Limit{Requests: 20, Per: Duration(time.Minute), Burst: 5, Key: "client_ip"}
 	}
 	defaultLimit(c.RateLimit.TokenEndpoint, "client_ip")
+	if c.RateLimit.NewTokens == nil {
+		// ~100 ES256 checks a second cost under 1% of a core per address.
+		c.RateLimit.NewTokens = &Limit{Requests: 100, Per: Duration(time.Second), Burst: 200, Key: "client_ip"}
+	}
+	defaultLimit(c.RateLimit.NewTokens, "client_ip")
 	if c.RateLimit.OnRedisFailure == "" {
 		c.RateLimit.OnRedisFailure = "local"
 	}

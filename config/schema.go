@@ -116,9 +116,13 @@ type Limit struct {
 
 // RateLimit holds the global rate-limit settings.
 type RateLimit struct {
-	Enabled        *bool  `yaml:"enabled"`
-	Default        *Limit `yaml:"default"`
-	TokenEndpoint  *Limit `yaml:"token_endpoint"`
+	Enabled       *bool  `yaml:"enabled"`
+	Default       *Limit `yaml:"default"`
+	TokenEndpoint *Limit `yaml:"token_endpoint"`
+	// NewTokens bounds, per client IP, how many tokens not seen before may
+	// have their signature checked: floods of fresh or forged tokens stop
+	// before any crypto. Its key is always client_ip.
+	NewTokens      *Limit `yaml:"new_tokens"`
 	OnRedisFailure string `yaml:"on_redis_failure"`
 }
 

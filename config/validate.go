@@ -101,6 +101,10 @@ func validate(cfg *Config) ([]string, []error) {
 	}
 	checkLimit(c, "rate_limit.default", cfg.RateLimit.Default)
 	checkLimit(c, "rate_limit.token_endpoint", cfg.RateLimit.TokenEndpoint)
+	checkLimit(c, "rate_limit.new_tokens", cfg.RateLimit.NewTokens)
+	if nt := cfg.RateLimit.NewTokens; nt != nil && nt.Key != "client_ip" {
+		c.fail("rate_limit.new_tokens.key", "%q: new tokens are always counted per client_ip", nt.Key)
+	}
 	if !slices.Contains([]string{"local", "allow", "deny"}, cfg.RateLimit.OnRedisFailure) {
 		c.fail("rate_limit.on_redis_failure", "%q is not one of local, allow, deny", cfg.RateLimit.OnRedisFailure)
 	}

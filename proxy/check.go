@@ -66,7 +66,7 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start
 			return v, false
 		}
 		if sent {
-			p, verr := h.verify(r, t, route, token, err)
+			p, verr := h.verify(r, t, token, err)
 			var pre *preVerifyLimited
 			if errors.As(verr, &pre) {
 				h.secLog(r, "signature checks rate limited", "remote", t.client.String(), "route", route.Name)
@@ -109,9 +109,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start
 }
 
 // verify checks the token. A token not seen before costs a signature check,
-// so the client IP pays for it from the route's limit first: a flood of
-// fresh or forged tokens is stopped before any crypto (errPreVerifyLimited).
-func (h *Handler) verify(r *http.Request, t *target, route *policy.Route, token string, parseErr error) (*issuer.Principal, error) {
+// so its client IP first pays from rate_limit.new_tokens: a flood of fresh
+// or forged tokens is stopped before any crypto (preVerifyLimited).
+func (h *Handler) verify(r *http.Request, t *target, token string, parseErr error) (*issuer.Principal, error) {
 	if parseErr != nil {
 		return nil, issuer.ErrMalformed
 	}
@@ -119,10 +119,13 @@ func (h *Handler) verify(r *http.Request, t *target, route *policy.Route, token 
 	if err != nil || pd.Principal != nil {
 		return pd.Principal, err
 	}
-	if spec := h.limits.forRoute(route); spec != nil && !spec.shadow {
-		res, err := h.limiter.Allow(r.Context(), spec.preScope, ratelimit.Key{Kind: "ip", Value: ipKey(t.client)}, spec.limit)
+	if spec := h.limits.newToken; h.limits.enabled && spec != nil {
+		res, err := h.limiter.Allow(r.Context(), spec.scope, ratelimit.Key{Kind: "ip", Value: ipKey(t.client)}, spec.limit)
 		if err == nil && !res.Allowed {
-			return nil, &preVerifyLimited{res: res, spec: spec}
+			if !spec.shadow {
+				return nil, &preVerifyLimited{res: res, spec: spec}
+			}
+			h.metrics.RateLimitViolations.WithLabelValues(spec.name).Inc()
 		}
 	}
 	return pd.Finish()

@@ -36,6 +36,7 @@ type limits struct {
 	def      *limitSpec
 	byRoute  []*limitSpec // indexed by route index
 	endpoint *limitSpec   // /token, /revoke, /introspect
+	newToken *limitSpec   // signature checks of tokens not seen before, per client IP
 }
 
 func compileLimit(scope, name string, l *config.Limit) *limitSpec {
@@ -43,7 +44,7 @@ func compileLimit(scope, name string, l *config.Limit) *limitSpec {
 		return nil
 	}
 	s := &limitSpec{
-		scope: scope, preScope: "preverify:" + scope, name: name, shadow: l.Shadow,
+		scope: scope, name: name, shadow: l.Shadow,
 		limit: ratelimit.Limit{Requests: l.Requests, Per: l.Per.D(), Burst: l.Burst},
 	}
 	s.keyType = l.Key
@@ -62,6 +63,7 @@ func newLimits(cfg *config.Config, t *policy.Table) limits {
 	l := limits{enabled: cfg.RateLimit.LimitsEnabled()}
 	l.def = compileLimit("default", "default", cfg.RateLimit.Default)
 	l.endpoint = compileLimit("token", "/token", cfg.RateLimit.TokenEndpoint)
+	l.newToken = compileLimit("newtoken", "new_tokens", cfg.RateLimit.NewTokens)
 	for _, r := range t.Routes() {
 		l.byRoute = append(l.byRoute, compileLimit("route:"+strconv.Itoa(r.Index), r.Name, r.Limit))
 	}

@@ -365,27 +365,35 @@ func TestOversizedHeadersNeverReachUpstream(t *testing.T) {
 	}
 }
 
-// TestNewTokensPayPerClientIPBeforeCrypto: each new token costs the client IP
-// one unit of the route's limit before its signature is checked, so a flood
-// of fresh or forged tokens from one address is refused without crypto.
+// TestNewTokensPayPerClientIPBeforeCrypto: each new token costs its client IP
+// one unit of rate_limit.new_tokens before its signature is checked, so a
+// flood of fresh or forged tokens from one address is refused without crypto,
+// while a token already verified keeps working.
 func TestNewTokensPayPerClientIPBeforeCrypto(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
+	e := newEnv(t, "rate_limit: {new_tokens: {requests: 2, per: 1h}}\n")
+	first := e.token(t, "user-0", "", nil)
 	for i := 0; i < 2; i++ {
-		tok := e.token(t, fmt.Sprintf("user-%d", i), "", nil)
-		if resp, _ := e.raw(t, "GET", "/limited", "Authorization: Bearer "+tok); resp.StatusCode != 200 {
+		tok := first
+		if i == 1 {
+			tok = e.token(t, "user-1", "", nil)
+		}
+		if resp, _ := e.raw(t, "GET", "/public-not", "Authorization: Bearer "+tok); resp.StatusCode != 200 {
 			t.Fatalf("new token %d: %d", i, resp.StatusCode)
 		}
 	}
 	e.up.reset()
 	third := e.token(t, "user-3", "", nil)
-	resp, body := e.raw(t, "GET", "/limited", "Authorization: Bearer "+third)
+	resp, body := e.raw(t, "GET", "/anything", "Authorization: Bearer "+third)
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || len(e.up.got()) != 0 {
 		t.Fatalf("third new token from one IP: %d %s, upstream saw %d", resp.StatusCode, body, len(e.up.got()))
 	}
 	forged := tamper(e.token(t, "user-4", "orders:read", nil))
-	if resp, _ := e.raw(t, "GET", "/limited", "Authorization: Bearer "+forged); resp.StatusCode != 429 {
+	if resp, _ := e.raw(t, "GET", "/anything", "Authorization: Bearer "+forged); resp.StatusCode != 429 {
 		t.Errorf("forged token past the IP budget: %d, want 429 before any signature check", resp.StatusCode)
+	}
+	if resp, _ := e.raw(t, "GET", "/anything", "Authorization: Bearer "+first); resp.StatusCode != 200 {
+		t.Errorf("an already verified token after the budget ran out: %d, want 200", resp.StatusCode)
 	}
 	if got := testutil.ToFloat64(e.metrics.AuthFailures.WithLabelValues("signature")); got != 0 {
 		t.Errorf("%v signature checks failed; the forged token should not have reached one", got)

@@ -320,3 +320,47 @@ func TestSentinelFromConfig(t *testing.T) {
 		t.Errorf("%v backend failures: the limit did not go through Redis", got)
 	}
 }
+
+// TestClusterFromConfig configures several Redis Cluster nodes as addrs:
+// limits (one key per call), heartbeats and revocations work across slots.
+func TestClusterFromConfig(t *testing.T) {
+	t.Parallel()
+	nodes := redistest.StartCluster(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 3, per: 1h, key: subject}}]", 1) +
+		"upstream: {url: \"" + up.URL + "\"}\nredis: {addrs: [\"" + strings.Join(nodes, `", "`) + "\"], timeout: 500ms}\n"
+	c, _, err := config.Parse([]byte(cfg), t.TempDir(), func(k string) string { return map[string]string{"HASH": testHash}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := New(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.limiter.Run(ctx)
+	// Several subjects land in different slots, hence on different nodes.
+	for _, sub := range []string{"svc", "a", "b", "c", "d"} {
+		tok, _ := s.issuer.Sign(issuerClaims(sub, time.Now()))
+		var codes []int
+		for i := 0; i < 4; i++ {
+			req := httptest.NewRequest("GET", "/x", nil)
+			req.RequestURI = "/x"
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			codes = append(codes, rec.Code)
+		}
+		if fmt.Sprint(codes) != "[200 200 200 429]" {
+			t.Errorf("subject %s: codes %v, want three allowed then 429", sub, codes)
+		}
+	}
+	if got := testutil.ToFloat64(s.metrics.RateLimitBackendFailures); got != 0 {
+		t.Errorf("%v backend failures: limits did not go through the cluster", got)
+	}
+	if err := s.revocations.RevokeToken(ctx, "jti-cluster", time.Now().Add(time.Hour)); err != nil {
+		t.Errorf("revocation through the cluster: %v", err)
+	}
+}

@@ -166,3 +166,59 @@ func command(addr, cmd string) (string, error) {
 	}
 	return bufio.NewReader(c).ReadString('\n')
 }
+
+// StartCluster runs three cluster-mode redis-servers, joins them with
+// redis-cli --cluster create (no replicas), and waits until the cluster
+// reports ok. It returns the nodes' addresses.
+func StartCluster(t testing.TB) []string {
+	t.Helper()
+	bin := Require(t, "redis-server")
+	cli := Require(t, "redis-cli")
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		port := FreePort(t)
+		dir := t.TempDir()
+		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--protected-mode", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes.conf", "--dir", dir,
+			"--save", "", "--appendonly", "no")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting cluster node: %v", err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		waitReply(t, addr, "PING", "+PONG")
+		addrs = append(addrs, addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, a := range addrs {
+		waitReply(t, a, "CLUSTER INFO", "$") // bulk reply; then check state below
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, _ := exec.Command(cli, "-h", "127.0.0.1", "-p", strings.Split(a, ":")[1], "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node %s not ok: %s", a, out)
+			}
+			time.Sleep(50 * time.Millisecond) // polling readiness
+		}
+	}
+	return addrs
+}
+
+func waitReply(t testing.TB, addr, cmd, prefix string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if line, err := command(addr, cmd); err == nil && strings.HasPrefix(line, prefix) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling readiness
+	}
+	t.Fatalf("%s did not answer %q", addr, cmd)
+}
