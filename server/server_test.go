@@ -285,16 +285,14 @@ func TestThreeReplicasShareOneLimit(t *testing.T) {
 	}
 }
 
-// TestSentinelFromConfig configures Redis as Sentinel addrs + master_name:
-// shared limits work through the master the Sentinel names.
-func TestSentinelFromConfig(t *testing.T) {
-	t.Parallel()
-	master := redistest.Start(t)
-	sentinel := redistest.StartSentinel(t, master, "portcullis-test")
+// limitedServer builds a server whose one route allows 3 requests per hour
+// per subject, with the given redis section, in front of a do-nothing app.
+func limitedServer(t *testing.T, redisYAML string) *Server {
+	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
+	t.Cleanup(up.Close)
 	cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 3, per: 1h, key: subject}}]", 1) +
-		"upstream: {url: \"" + up.URL + "\"}\nredis: {addrs: [\"" + sentinel + "\"], master_name: portcullis-test, timeout: 500ms}\n"
+		"upstream: {url: \"" + up.URL + "\"}\n" + redisYAML
 	c, _, err := config.Parse([]byte(cfg), t.TempDir(), func(k string) string { return map[string]string{"HASH": testHash}[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -303,9 +301,18 @@ func TestSentinelFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := s.issuer.Sign(issuerClaims("svc", time.Now()))
+	return s
+}
+
+// hit sends n proxied requests for subject and returns the status codes.
+func hit(t *testing.T, s *Server, subject string, n int) string {
+	t.Helper()
+	tok, err := s.issuer.Sign(issuerClaims(subject, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var codes []int
-	for i := 0; i < 5; i++ {
+	for i := 0; i < n; i++ {
 		req := httptest.NewRequest("GET", "/x", nil)
 		req.RequestURI = "/x"
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -313,7 +320,17 @@ func TestSentinelFromConfig(t *testing.T) {
 		s.Handler().ServeHTTP(rec, req)
 		codes = append(codes, rec.Code)
 	}
-	if fmt.Sprint(codes) != "[200 200 200 429 429]" {
+	return fmt.Sprint(codes)
+}
+
+// TestSentinelFromConfig configures Redis as Sentinel addrs + master_name:
+// shared limits work through the master the Sentinel names.
+func TestSentinelFromConfig(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "portcullis-test")
+	s := limitedServer(t, "redis: {addrs: [\""+sentinel+"\"], master_name: portcullis-test, timeout: 500ms}\n")
+	if codes := hit(t, s, "svc", 5); codes != "[200 200 200 429 429]" {
 		t.Errorf("codes %v, want three allowed then 429", codes)
 	}
 	if got := testutil.ToFloat64(s.metrics.RateLimitBackendFailures); got != 0 {
@@ -326,34 +343,13 @@ func TestSentinelFromConfig(t *testing.T) {
 func TestClusterFromConfig(t *testing.T) {
 	t.Parallel()
 	nodes := redistest.StartCluster(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
-	cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 3, per: 1h, key: subject}}]", 1) +
-		"upstream: {url: \"" + up.URL + "\"}\nredis: {addrs: [\"" + strings.Join(nodes, `", "`) + "\"], timeout: 500ms}\n"
-	c, _, err := config.Parse([]byte(cfg), t.TempDir(), func(k string) string { return map[string]string{"HASH": testHash}[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := New(c, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := limitedServer(t, "redis: {addrs: [\""+strings.Join(nodes, `", "`)+"\"], timeout: 500ms}\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.limiter.Run(ctx)
 	// Several subjects land in different slots, hence on different nodes.
 	for _, sub := range []string{"svc", "a", "b", "c", "d"} {
-		tok, _ := s.issuer.Sign(issuerClaims(sub, time.Now()))
-		var codes []int
-		for i := 0; i < 4; i++ {
-			req := httptest.NewRequest("GET", "/x", nil)
-			req.RequestURI = "/x"
-			req.Header.Set("Authorization", "Bearer "+tok)
-			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req)
-			codes = append(codes, rec.Code)
-		}
-		if fmt.Sprint(codes) != "[200 200 200 429]" {
+		if codes := hit(t, s, sub, 4); codes != "[200 200 200 429]" {
 			t.Errorf("subject %s: codes %v, want three allowed then 429", sub, codes)
 		}
 	}
