@@ -297,8 +297,11 @@ func TestReplicasSurviveRedisOutage(t *testing.T) {
 		if code != 200 {
 			t.Errorf("replica %d with Redis down: %d %s", i, code, body)
 		}
-		if d := time.Since(start); d > 150*time.Millisecond {
-			t.Errorf("replica %d took %v with Redis down (timeout 50ms + 100ms)", i, d)
+		// The exact bound (Redis timeout + 100 ms) is asserted in-process by
+		// ratelimit's TestRedisFailurePolicies; across processes under -race a
+		// busy CI machine adds its own delays, so this only catches a hang.
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("replica %d took %v with Redis down", i, d)
 		}
 	}
 	for i, a := range admins {
