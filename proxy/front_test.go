@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -23,7 +24,7 @@ func startFront(t *testing.T, cmd *exec.Cmd, base string, logs func() string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	t.Cleanup(func() { stopProcess(cmd) })
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -82,5 +83,19 @@ func runFrontCases(t *testing.T, e *env, base string, cases []frontCase, absent 
 				t.Fatalf("upstream saw X-Auth-Subject %q, want %q", sub, tc.wantSubject)
 			}
 		})
+	}
+}
+
+// stopProcess asks a server we started to stop (SIGTERM, so nginx's master
+// also ends its workers) and kills it if it has not exited within 5 s.
+func stopProcess(cmd *exec.Cmd) {
+	done := make(chan struct{})
+	go func() { _, _ = cmd.Process.Wait(); close(done) }()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
