@@ -28,7 +28,25 @@ type Metrics struct {
 	UpstreamDuration         prometheus.Histogram
 	RedisUp                  prometheus.Gauge
 	RateLimitBackendFailures prometheus.Counter
+
+	// httpCounters are http_requests_total's children for the common
+	// (code, method) pairs, resolved once so the request path takes no
+	// lock and hashes no labels.
+	httpCounters map[httpKey]prometheus.Counter
+	// authResults likewise for auth_requests_total.
+	authResults map[string]prometheus.Counter
 }
+
+type httpKey struct {
+	code   int
+	method string
+}
+
+// AuthResults are the auth_requests_total result labels.
+var AuthResults = []string{"allowed", "unauthorized", "forbidden", "rate_limited", "invalid_request", "not_found", "unavailable"}
+
+// commonCodes are pre-resolved; other codes still count, through the vector.
+var commonCodes = []int{200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 413, 415, 429, 500, 502, 503, 504}
 
 // latencyBuckets suit a sidecar whose own work is microseconds but whose
 // proxied requests take as long as the application.
@@ -80,7 +98,26 @@ func New() *Metrics {
 		m.TokensIssued, m.TokensRevoked, m.HTTPRequests, m.HTTPDuration,
 		m.UpstreamDuration, m.RedisUp, m.RateLimitBackendFailures,
 	)
+	m.httpCounters = make(map[httpKey]prometheus.Counter, len(commonCodes)*len(knownMethods))
+	for _, c := range commonCodes {
+		for meth := range knownMethods {
+			m.httpCounters[httpKey{c, meth}] = m.HTTPRequests.WithLabelValues(strconv.Itoa(c), meth)
+		}
+	}
+	m.authResults = make(map[string]prometheus.Counter, len(AuthResults))
+	for _, r := range AuthResults {
+		m.authResults[r] = m.AuthRequests.WithLabelValues(r)
+	}
 	return m
+}
+
+// AuthResult counts one authorization decision.
+func (m *Metrics) AuthResult(result string) {
+	if c, ok := m.authResults[result]; ok {
+		c.Inc()
+		return
+	}
+	m.AuthRequests.WithLabelValues(result).Inc()
 }
 
 // Handler serves the registry in the Prometheus text format.
@@ -96,29 +133,18 @@ var knownMethods = map[string]string{
 
 // ObserveHTTP counts one response.
 func (m *Metrics) ObserveHTTP(code int, method string, seconds float64) {
+	m.HTTPDuration.Observe(seconds)
+	if c, ok := m.httpCounters[httpKey{code, method}]; ok {
+		c.Inc()
+		return
+	}
 	lm, ok := knownMethods[method]
 	if !ok {
 		lm = "other"
 	}
-	m.HTTPRequests.WithLabelValues(codeLabel(code), lm).Inc()
-	m.HTTPDuration.Observe(seconds)
-}
-
-func codeLabel(code int) string {
-	switch code {
-	case 200:
-		return "200"
-	case 401:
-		return "401"
-	case 403:
-		return "403"
-	case 404:
-		return "404"
-	case 429:
-		return "429"
+	label := "other"
+	if code >= 100 && code <= 999 {
+		label = strconv.Itoa(code)
 	}
-	if code < 100 || code > 999 {
-		return "other"
-	}
-	return strconv.Itoa(code)
+	m.HTTPRequests.WithLabelValues(label, lm).Inc()
 }

@@ -67,14 +67,16 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start
 		}
 		if sent {
 			p, verr := h.verify(r, t, token, err)
-			var pre *preVerifyLimited
-			if errors.As(verr, &pre) {
-				h.secLog(r, "signature checks rate limited", "remote", t.client.String(), "route", route.Name)
-				h.finish(start, "rate_limited")
-				h.tooMany(w, pre.spec, pre.res)
-				return v, false
-			}
 			if verr != nil {
+				// Only here: errors.As makes its target escape, which would
+				// cost an allocation on every request.
+				var pre *preVerifyLimited
+				if errors.As(verr, &pre) {
+					h.secLog(r, "signature checks rate limited", "remote", t.client.String(), "route", route.Name)
+					h.finish(start, "rate_limited")
+					h.tooMany(w, pre.spec, pre.res)
+					return v, false
+				}
 				reason := issuer.Reason(verr)
 				h.metrics.AuthFailures.WithLabelValues(reason).Inc()
 				h.finish(start, "unauthorized")

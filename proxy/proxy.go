@@ -182,7 +182,7 @@ func RequestPath(r *http.Request) string {
 }
 
 func (h *Handler) finish(start time.Time, result string) {
-	h.metrics.AuthRequests.WithLabelValues(result).Inc()
+	h.metrics.AuthResult(result)
 	h.metrics.AuthDuration.Observe(time.Since(start).Seconds())
 }
 
