@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -134,14 +133,12 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func runHashSecret(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cost := config.DefaultBcryptCost
-	if v := getenv("BCRYPT_COST"); v != "" {
-		if _, err := fmt.Sscanf(v, "%d", &cost); err != nil || cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
-			fmt.Fprintf(stderr, "portcullis: BCRYPT_COST=%q: want a whole number from %d to %d\n", v, bcrypt.MinCost, bcrypt.MaxCost)
-			return exitFailure
-		}
+	cost, err := config.BcryptCost(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "portcullis:", err)
+		return exitFailure
 	}
-	data, err := io.ReadAll(io.LimitReader(bufio.NewReader(stdin), 4096))
+	data, err := io.ReadAll(io.LimitReader(stdin, 4096))
 	if err != nil {
 		fmt.Fprintln(stderr, "portcullis: reading the secret from stdin:", err)
 		return exitFailure

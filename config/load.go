@@ -124,14 +124,9 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 			cfg.Issuer.TokenTTL = Duration(time.Duration(h * float64(time.Hour)))
 		}
 	}
-	cfg.BcryptCost = DefaultBcryptCost
-	if v := getenv("BCRYPT_COST"); v != "" {
-		c, err := strconv.Atoi(v)
-		if err != nil || c < bcrypt.MinCost || c > bcrypt.MaxCost {
-			bad("BCRYPT_COST", v, fmt.Sprintf("want a whole number from %d to %d", bcrypt.MinCost, bcrypt.MaxCost))
-		} else {
-			cfg.BcryptCost = c
-		}
+	cost, err := BcryptCost(getenv)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if v := getenv("REDIS_URL"); v != "" {
 		if cfg.Redis == nil {
@@ -169,7 +164,7 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 		case len(secret) > 72:
 			bad("CLIENT_SECRET", "[redacted]", "longer than 72 bytes, which bcrypt cannot check")
 		default:
-			hash, err := bcrypt.GenerateFromPassword([]byte(secret), cfg.BcryptCost)
+			hash, err := bcrypt.GenerateFromPassword([]byte(secret), cost)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("environment CLIENT_SECRET: hashing: %w", err))
 				break
@@ -181,6 +176,20 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 		}
 	}
 	return errs
+}
+
+// BcryptCost is the cost for hashing secrets: BCRYPT_COST, or
+// DefaultBcryptCost when it is unset. -hash-secret and CLIENT_SECRET share it.
+func BcryptCost(getenv func(string) string) (int, error) {
+	v := getenv("BCRYPT_COST")
+	if v == "" {
+		return DefaultBcryptCost, nil
+	}
+	c, err := strconv.Atoi(v)
+	if err != nil || c < bcrypt.MinCost || c > bcrypt.MaxCost {
+		return DefaultBcryptCost, fmt.Errorf("environment BCRYPT_COST=%q: want a whole number from %d to %d", v, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return c, nil
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {

@@ -31,10 +31,6 @@ type Config struct {
 	SecurityHeaders      map[string]string `yaml:"security_headers"`
 	IdentityHeaders      IdentityHeaders   `yaml:"identity_headers"`
 	Admin                Admin             `yaml:"admin"`
-
-	// BcryptCost is the cost used to hash secrets at startup (CLIENT_SECRET);
-	// it comes from BCRYPT_COST only, not from the file.
-	BcryptCost int `yaml:"-"`
 }
 
 // Log configures structured logging.

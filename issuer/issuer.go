@@ -141,12 +141,6 @@ func (iss *Issuer) Start(ctx context.Context) {
 	}
 }
 
-// URL returns the iss claim of tokens minted here.
-func (iss *Issuer) URL() string { return iss.url }
-
-// AdminScope is the scope /admin/* requires.
-func (iss *Issuer) AdminScope() string { return iss.admin }
-
 // Sign mints a token for the given claims with the signing key; tests and
 // the benchmark use it too.
 func (iss *Issuer) Sign(c Claims) (string, error) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,19 +37,13 @@ func TestCaddyForwardAuth(t *testing.T) {
 	t.Parallel()
 	bin := redistest.Require(t, "caddy")
 	e := newEnv(t, "trusted_proxies: [127.0.0.1]\n")
-	dir := t.TempDir()
-	port := redistest.FreePort(t)
-	conf := filepath.Join(dir, "Caddyfile")
-	front := strings.TrimPrefix(e.front.URL, "http://")
-	app := strings.TrimPrefix(e.up.URL, "http://")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(caddyfile, port, front, app)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, conf, base := writeFrontConf(t, e, "Caddyfile", func(_ string, port int, portcullis, app string) string {
+		return fmt.Sprintf(caddyfile, port, portcullis, app)
+	})
 	cmd := exec.Command(bin, "run", "--config", conf, "--adapter", "caddyfile")
 	cmd.Env = []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir, "PATH=" + os.Getenv("PATH")}
 	logs := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	startFront(t, cmd, base, logs.String)
 	admin := e.token(t, "alice", "admin", nil)
 	reader := e.token(t, "bob", "orders:read", nil)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"strings"
 )
@@ -29,15 +30,32 @@ func peerAddr(remote string) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// clientIP returns the client's address: the socket peer, unless the peer
-// is a trusted proxy, in which case the rightmost address in
-// X-Forwarded-For (or, without it, Forwarded) that is not itself trusted.
-// Entries left of an untrusted hop are ignored: anyone could have written
-// them. A malformed entry stops the walk at the last good address.
-func (t *trust) clientIP(peer netip.Addr, xff, forwarded []string) netip.Addr {
-	if !peer.IsValid() || len(t.prefixes) == 0 || !t.trusted(peer) {
-		return peer
+// origin is who sent a request: the socket peer, whether that peer is a
+// trusted proxy, and the client behind it.
+type origin struct {
+	peer    netip.Addr
+	trusted bool
+	client  netip.Addr
+}
+
+// origin works out the request's origin once. The client is the socket
+// peer, unless the peer is a trusted proxy, in which case it is the
+// rightmost address in X-Forwarded-For (or, without it, Forwarded) that is
+// not itself trusted. Entries left of an untrusted hop are ignored: anyone
+// could have written them. A malformed entry stops the walk at the last
+// good address.
+func (t *trust) origin(r *http.Request) origin {
+	o := origin{peer: peerAddr(r.RemoteAddr)}
+	o.trusted = o.peer.IsValid() && t.trusted(o.peer)
+	o.client = o.peer
+	if o.trusted {
+		o.client = t.walk(o.peer, r.Header[hXForwardedFor], r.Header[hForwarded])
 	}
+	return o
+}
+
+// walk finds the client behind a trusted peer (see origin).
+func (t *trust) walk(peer netip.Addr, xff, forwarded []string) netip.Addr {
 	var hops []string
 	if len(xff) > 0 {
 		for _, h := range xff {

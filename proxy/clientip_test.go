@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -28,6 +29,18 @@ var clientIPCases = []struct {
 	{"mapped v4", []string{"10.0.0.0/8"}, "::ffff:10.0.0.1", []string{"203.0.113.9"}, nil, "203.0.113.9"},
 }
 
+// clientOf asks origin about a request from peer carrying these headers.
+func clientOf(tr *trust, peer netip.Addr, xff, forwarded []string) netip.Addr {
+	r := &http.Request{RemoteAddr: netip.AddrPortFrom(peer, 1234).String(), Header: http.Header{}}
+	if xff != nil {
+		r.Header[hXForwardedFor] = xff
+	}
+	if forwarded != nil {
+		r.Header[hForwarded] = forwarded
+	}
+	return tr.origin(r).client
+}
+
 func TestClientIP(t *testing.T) {
 	t.Parallel()
 	for _, tc := range clientIPCases {
@@ -37,7 +50,7 @@ func TestClientIP(t *testing.T) {
 				pfx, _ := config.ParsePrefix(p)
 				tr.prefixes = append(tr.prefixes, pfx)
 			}
-			got := tr.clientIP(netip.MustParseAddr(tc.peer).Unmap(), tc.xff, tc.forwarded)
+			got := clientOf(tr, netip.MustParseAddr(tc.peer), tc.xff, tc.forwarded)
 			if got.String() != tc.want {
 				t.Errorf("clientIP = %s, want %s", got, tc.want)
 			}
@@ -79,7 +92,7 @@ func FuzzClientIP(f *testing.F) {
 		if fwd != "" {
 			fs = strings.Split(fwd, "\n")
 		}
-		got := tr.clientIP(p, xs, fs)
+		got := clientOf(tr, p, xs, fs)
 		if !got.IsValid() {
 			t.Fatalf("invalid client IP for peer %s", p)
 		}

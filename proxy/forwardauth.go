@@ -37,16 +37,14 @@ const untrustedWarnEvery = 10 * time.Second
 // never 2xx (Authelia's CVE-2021-32637).
 func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	peer := peerAddr(r.RemoteAddr)
-	trusted := peer.IsValid() && h.trust.trusted(peer)
-	client := h.trust.clientIP(peer, r.Header[hXForwardedFor], r.Header[hForwarded])
-	t, err := h.originalRequest(r, trusted)
+	o := h.trust.origin(r)
+	t, err := h.originalRequest(r, o.trusted)
 	if err != nil {
 		h.finish(start, "invalid_request")
 		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
 		return
 	}
-	t.client = client
+	t.client = o.client
 	v, ok := h.check(w, r, &t, start)
 	if !ok {
 		return

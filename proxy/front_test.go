@@ -1,12 +1,18 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/redistest"
 )
 
 // frontCase is one request sent through a real front proxy (nginx, Caddy)
@@ -15,6 +21,22 @@ type frontCase struct {
 	name, path, token string
 	wantStatus        int
 	wantSubject       string
+}
+
+// writeFrontConf writes a front proxy's config into a fresh directory; render
+// gets that directory, a free loopback port, and the addresses of
+// Portcullis and of the app. It returns the directory, the file and the
+// front proxy's base URL.
+func writeFrontConf(t *testing.T, e *env, name string, render func(dir string, port int, portcullis, app string) string) (dir, conf, base string) {
+	t.Helper()
+	dir = t.TempDir()
+	port := redistest.FreePort(t)
+	conf = filepath.Join(dir, name)
+	body := render(dir, port, strings.TrimPrefix(e.front.URL, "http://"), strings.TrimPrefix(e.up.URL, "http://"))
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, conf, fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 
 // startFront runs a front proxy process, stops it (by PID) when the test

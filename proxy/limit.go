@@ -135,7 +135,7 @@ func (h *Handler) AdmitToken(w http.ResponseWriter, r *http.Request, clientID st
 	if !h.limits.enabled || s == nil {
 		return true
 	}
-	client := h.trust.clientIP(peerAddr(r.RemoteAddr), r.Header[hXForwardedFor], r.Header[hForwarded])
+	client := h.trust.origin(r).client
 	keys := [2]ratelimit.Key{{Kind: "ip", Value: ipKey(client)}, {Kind: "cid", Value: clientID}}
 	if s.keyType == "client_id" {
 		keys[0], keys[1] = keys[1], keys[0]

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/portcullis/portcullis/internal/redistest"
@@ -54,15 +53,9 @@ func TestNginxAuthRequest(t *testing.T) {
 	t.Parallel()
 	bin := redistest.Require(t, "nginx")
 	e := newEnv(t, "trusted_proxies: [127.0.0.1]\n")
-	dir := t.TempDir()
-	port := redistest.FreePort(t)
-	conf := filepath.Join(dir, "nginx.conf")
-	front := strings.TrimPrefix(e.front.URL, "http://")
-	app := strings.TrimPrefix(e.up.URL, "http://")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port, front, app)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	dir, conf, base := writeFrontConf(t, e, "nginx.conf", func(dir string, port int, portcullis, app string) string {
+		return fmt.Sprintf(nginxConf, dir, port, portcullis, app)
+	})
 	startFront(t, exec.Command(bin, "-p", dir, "-c", conf), base, func() string {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		return string(log)

@@ -124,9 +124,7 @@ type verdict struct {
 // ServeHTTP runs the pipeline for a request to the protected application.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	peer := peerAddr(r.RemoteAddr)
-	peerTrusted := peer.IsValid() && h.trust.trusted(peer)
-	client := h.trust.clientIP(peer, r.Header[hXForwardedFor], r.Header[hForwarded])
+	o := h.trust.origin(r)
 	h.scrub.scrub(r.Header) // on every outcome, before anything can read them
 	if h.rp == nil {
 		h.finish(start, "not_found")
@@ -136,25 +134,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, err := policy.CleanPath(RequestPath(r))
 	if err != nil {
 		h.finish(start, "invalid_request")
-		h.secLog(r, "ambiguous request path refused", "remote", client.String(), "method", r.Method)
+		h.secLog(r, "ambiguous request path refused", "remote", o.client.String(), "method", r.Method)
 		writeError(w, http.StatusBadRequest, codeInvalidRequest, "ambiguous request path")
 		return
 	}
-	t := target{method: r.Method, host: r.Host, path: p, rawQuery: r.URL.RawQuery, client: client}
+	t := target{method: r.Method, host: r.Host, path: p, rawQuery: r.URL.RawQuery, client: o.client}
 	v, ok := h.check(w, r, &t, start)
 	if !ok {
 		return
 	}
 	h.finish(start, "allowed")
 
-	hdr := r.Header
 	if !h.forwardAuthz {
-		delete(hdr, hAuthorization)
+		delete(r.Header, hAuthorization)
 	}
 	if v.principal != nil {
-		h.setIdentity(hdr, v.principal)
+		h.setIdentity(r.Header, v.principal)
 	}
-	h.setForwarded(r, hdr, peer, peerTrusted)
+	h.setForwarded(r, o)
 	r.URL.Path = p.Match
 	r.URL.RawPath = ""
 	if p.Raw != p.Match {
@@ -200,8 +197,9 @@ func (h *Handler) setIdentity(hdr http.Header, p *issuer.Principal) {
 
 // setForwarded records the X-Forwarded-* values the upstream should see:
 // a trusted peer's chain is extended, anyone else's is replaced.
-func (h *Handler) setForwarded(r *http.Request, hdr http.Header, peer netip.Addr, trusted bool) {
-	xff := peer.String()
+func (h *Handler) setForwarded(r *http.Request, o origin) {
+	hdr, trusted := r.Header, o.trusted
+	xff := o.peer.String()
 	if prior := hdr[hXForwardedFor]; trusted && len(prior) > 0 {
 		xff = strings.Join(prior, ", ") + ", " + xff
 	}

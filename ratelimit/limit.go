@@ -5,7 +5,6 @@
 package ratelimit
 
 import (
-	"fmt"
 	"math"
 	"time"
 )
@@ -16,9 +15,6 @@ type Limit struct {
 	Per      time.Duration
 	Burst    int
 }
-
-// String renders the limit for logs: "10/1s burst 5".
-func (l Limit) String() string { return fmt.Sprintf("%d/%s burst %d", l.Requests, l.Per, l.Burst) }
 
 // interval is the time one request's token takes to refill.
 func (l Limit) interval() time.Duration { return l.Per / time.Duration(l.Requests) }

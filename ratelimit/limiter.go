@@ -89,9 +89,6 @@ func New(o Options) *Limiter {
 	return l
 }
 
-// Shared reports whether limits are shared through Redis.
-func (l *Limiter) Shared() bool { return l.redis != nil }
-
 // Degraded reports that Redis is configured but not answering.
 func (l *Limiter) Degraded() bool { return l.redis != nil && !l.up.Load() }
 

@@ -71,17 +71,16 @@ func (s *Store) RevokeToken(ctx context.Context, jti string, expiry time.Time) e
 	return nil
 }
 
-func (s *Store) applyToken(jti string, expiry time.Time) bool {
+func (s *Store) applyToken(jti string, expiry time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.snap.Load()
 	if _, ok := old.tokens[jti]; ok {
-		return false
+		return
 	}
 	next := s.copyPruned(old)
 	next.tokens[jti] = expiry
 	s.snap.Store(next)
-	return true
 }
 
 // RevokeSubject revokes every token of subject issued at or before before.

@@ -45,17 +45,3 @@ func TestStore(t *testing.T) {
 		t.Errorf("after expiry: %d tokens, %d subjects remembered, want 1 and 0", tokens, subjects)
 	}
 }
-
-func TestCompareIDs(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		a, b string
-		want int
-	}{
-		{"1-0", "2-0", -1}, {"10-0", "9-5", 1}, {"5-1", "5-2", -1}, {"5-2", "5-2", 0}, {"0", "1-0", -1},
-	} {
-		if got := compareIDs(tc.a, tc.b); got != tc.want {
-			t.Errorf("compareIDs(%s, %s) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-	}
-}

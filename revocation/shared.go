@@ -1,13 +1,11 @@
 package revocation
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,7 +30,6 @@ const (
 type Client interface {
 	XAdd(ctx context.Context, a *redis.XAddArgs) *redis.StringCmd
 	XRead(ctx context.Context, a *redis.XReadArgs) *redis.XStreamSliceCmd
-	XRevRangeN(ctx context.Context, stream, start, stop string, count int64) *redis.XMessageSliceCmd
 }
 
 // event is one revocation as recorded in the shared store.
@@ -71,8 +68,8 @@ func (sh *shared) publish(ctx context.Context, e event) error {
 
 // Run tails the shared stream until ctx ends, applying what other replicas
 // recorded; it returns at once for a store that is not shared. After a
-// Redis outage it resumes where it stopped, or from the start if Redis
-// came back empty (restarted without persistence).
+// Redis outage it resumes after the last entry it applied: stream ids are
+// server timestamps, so whatever is added after a restart sorts later.
 func (s *Store) Run(ctx context.Context) {
 	if s.shared == nil {
 		return
@@ -80,11 +77,6 @@ func (s *Store) Run(ctx context.Context) {
 	last := "0"
 	failed := false
 	for ctx.Err() == nil {
-		if failed {
-			if id, err := s.shared.newest(ctx); err == nil && compareIDs(id, last) < 0 {
-				last = "0"
-			}
-		}
 		rctx, cancel := context.WithTimeout(ctx, readBlock+time.Second)
 		streams, err := s.shared.client.XRead(rctx, &redis.XReadArgs{
 			Streams: []string{streamKey, last}, Count: 1000, Block: readBlock,
@@ -115,19 +107,6 @@ func (s *Store) Run(ctx context.Context) {
 	}
 }
 
-func (sh *shared) newest(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, publishWait)
-	defer cancel()
-	msgs, err := sh.client.XRevRangeN(ctx, streamKey, "+", "-", 1).Result()
-	if err != nil {
-		return "", err
-	}
-	if len(msgs) == 0 {
-		return "0-0", nil
-	}
-	return msgs[0].ID, nil
-}
-
 func (s *Store) applyMessage(v map[string]any) {
 	str := func(k string) string { x, _ := v[k].(string); return x }
 	ms := func(k string) time.Time {
@@ -143,22 +122,6 @@ func (s *Store) applyMessage(v map[string]any) {
 	case kindSubject:
 		s.applySubject(str("v"), ms("a"), ms("u"))
 	}
-}
-
-// compareIDs orders Redis stream ids "ms-seq".
-func compareIDs(a, b string) int {
-	pa, pb := parseID(a), parseID(b)
-	if c := cmp.Compare(pa[0], pb[0]); c != 0 {
-		return c
-	}
-	return cmp.Compare(pa[1], pb[1])
-}
-
-func parseID(id string) [2]int64 {
-	ms, seq, _ := strings.Cut(id, "-")
-	a, _ := strconv.ParseInt(ms, 10, 64)
-	b, _ := strconv.ParseInt(seq, 10, 64)
-	return [2]int64{a, b}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -139,16 +139,6 @@ func newRedisClient(c *config.Redis) (redis.UniversalClient, error) {
 // Handler is the main listener's handler (exposed for tests).
 func (s *Server) Handler() http.Handler { return s.main }
 
-// AdminHandler is the admin listener's handler; with admin_listen "" its
-// paths are served by Handler instead.
-func (s *Server) AdminHandler() http.Handler { return s.admin }
-
-// Metrics returns the registry holder (for tests and the benchmark).
-func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
-
-// Issuer returns the issuer (for tests and the benchmark).
-func (s *Server) Issuer() *issuer.Issuer { return s.issuer }
-
 func (s *Server) buildHandlers() {
 	own := map[string]http.Handler{
 		"/token":                 s.issuer.TokenHandler(),

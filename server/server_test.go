@@ -48,13 +48,19 @@ const testSecret = "s3cret-s3cret-s3cret-s3cret-s3cret"
 
 func newTestServer(t *testing.T, extra string, env map[string]string) *Server {
 	t.Helper()
+	return serverFrom(t, testConfig+extra, env)
+}
+
+// serverFrom builds a server from YAML; ${HASH} is the test client's hash.
+func serverFrom(t *testing.T, yaml string, env map[string]string) *Server {
+	t.Helper()
 	get := func(k string) string {
 		if k == "HASH" {
 			return testHash
 		}
 		return env[k]
 	}
-	cfg, _, err := config.Parse([]byte(testConfig+extra), t.TempDir(), get)
+	cfg, _, err := config.Parse([]byte(yaml), t.TempDir(), get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,18 +249,7 @@ func TestThreeReplicasShareOneLimit(t *testing.T) {
 	var replicas []*Server
 	for i := 0; i < 3; i++ {
 		cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 20, per: 1h, key: subject}}]", 1)
-		get := func(k string) string {
-			return map[string]string{"HASH": testHash, "REDIS_URL": srv.URL()}[k]
-		}
-		c, _, err := config.Parse([]byte(cfg+extra), t.TempDir(), get)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, _, err := New(c, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		replicas = append(replicas, s)
+		replicas = append(replicas, serverFrom(t, cfg+extra, map[string]string{"REDIS_URL": srv.URL()}))
 	}
 	tok, err := replicas[0].issuer.Sign(issuerClaims("svc", time.Now()))
 	if err != nil {
@@ -293,15 +288,7 @@ func limitedServer(t *testing.T, redisYAML string) *Server {
 	t.Cleanup(up.Close)
 	cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 3, per: 1h, key: subject}}]", 1) +
 		"upstream: {url: \"" + up.URL + "\"}\n" + redisYAML
-	c, _, err := config.Parse([]byte(cfg), t.TempDir(), func(k string) string { return map[string]string{"HASH": testHash}[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := New(c, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return serverFrom(t, cfg, nil)
 }
 
 // hit sends n proxied requests for subject and returns the status codes.
