@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,9 +51,7 @@ type Limiter struct {
 	id        string
 	replicas  atomic.Int64
 	up        atomic.Bool
-
-	deniedMu sync.Mutex
-	denied   map[uint64]time.Time // key hash → Redis said no until then
+	denied    *deniedSet
 }
 
 // New builds a Limiter.
@@ -78,7 +75,7 @@ func New(o Options) *Limiter {
 	_, _ = rand.Read(id)
 	l := &Limiter{
 		local: newLocal(), onFailure: o.OnFailure, metrics: o.Metrics, log: o.Logger,
-		now: o.Now, id: hex.EncodeToString(id), denied: map[uint64]time.Time{},
+		now: o.Now, id: hex.EncodeToString(id), denied: newDeniedSet(),
 	}
 	l.replicas.Store(1)
 	if o.Redis != nil {
@@ -103,14 +100,14 @@ func (l *Limiter) Allow(ctx context.Context, scope string, key Key, lim Limit) (
 		return l.local.allow(scope, key, lim, now), nil
 	}
 	h := l.local.hash(scope, key)
-	if until, ok := l.deniedUntil(h); ok && now.Before(until) {
+	if until, ok := l.denied.blocked(h, now); ok {
 		// Redis already said no until then: answer without a round trip.
 		return Result{Limit: lim, RetryAfter: until.Sub(now), ResetAfter: until.Sub(now)}, nil
 	}
 	res, err := l.redis.allow(ctx, scope, key, lim, now)
 	if err == nil {
 		if !res.Allowed && res.RetryAfter > 0 {
-			l.rememberDenied(h, now.Add(res.RetryAfter))
+			l.denied.remember(h, now.Add(res.RetryAfter))
 		}
 		return res, nil
 	}
@@ -123,22 +120,6 @@ func (l *Limiter) Allow(ctx context.Context, scope string, key Key, lim Limit) (
 		return Result{Limit: lim, RetryAfter: time.Second}, ErrUnavailable
 	}
 	return l.local.allow(scope, key, lim.share(l.Replicas()), now), nil
-}
-
-func (l *Limiter) deniedUntil(h uint64) (time.Time, bool) {
-	l.deniedMu.Lock()
-	defer l.deniedMu.Unlock()
-	t, ok := l.denied[h]
-	return t, ok
-}
-
-func (l *Limiter) rememberDenied(h uint64, until time.Time) {
-	l.deniedMu.Lock()
-	defer l.deniedMu.Unlock()
-	if len(l.denied) >= deniedMax {
-		clear(l.denied) // entries live for one retry interval; losing them only costs round trips
-	}
-	l.denied[h] = until
 }
 
 func (l *Limiter) markDown(err error) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis/portcullis/internal/redistest"
@@ -176,5 +177,32 @@ func TestBreakerStopsCallsToADeadRedis(t *testing.T) {
 	}
 	if d := time.Since(start); d > 50*time.Millisecond {
 		t.Errorf("100 calls with the breaker open took %v", d)
+	}
+}
+
+// TestDeniedKeysSkipTheRoundTrip: once Redis refuses a key, further
+// requests for it are refused from memory until its retry time, while Redis
+// still decides for every other key.
+func TestDeniedKeysSkipTheRoundTrip(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	l := New(Options{Redis: newClient(t, srv.Addr, time.Second), Timeout: time.Second})
+	ctx := context.Background()
+	lim := Limit{Requests: 1, Per: time.Hour, Burst: 1}
+	if res, err := l.Allow(ctx, "r", Key{"k", "a"}, lim); err != nil || !res.Allowed {
+		t.Fatalf("first: %+v %v", res, err)
+	}
+	if res, _ := l.Allow(ctx, "r", Key{"k", "a"}, lim); res.Allowed {
+		t.Fatal("second allowed")
+	}
+	srv.Kill() // from here only memory can answer for "a"
+	for i := 0; i < 3; i++ {
+		res, err := l.Allow(ctx, "r", Key{"k", "a"}, lim)
+		if err != nil || res.Allowed || res.RetryAfter <= 0 {
+			t.Fatalf("refused key with Redis gone: %+v %v, want a refusal from memory", res, err)
+		}
+	}
+	if got := testutil.ToFloat64(l.metrics.RateLimitBackendFailures); got != 0 {
+		t.Errorf("%v backend calls failed: the known-refused key still went to Redis", got)
 	}
 }
