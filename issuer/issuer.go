@@ -105,7 +105,7 @@ func New(o Options) (*Issuer, error) {
 		remotes: map[string]*remoteIssuer{}, cache: newTokenCache(), clients: clients,
 		revoked: o.Revocations, admin: cfg.Admin.Scope, log: o.Logger, secLog: o.SecurityLog,
 		metrics: o.Metrics, now: o.Now, admitToken: o.AdmitToken,
-		maxLifetime: max(cfg.Issuer.TokenTTL.D(), 24*time.Hour),
+		maxLifetime: MaxTokenLifetime(cfg),
 	}
 	algs := map[string]bool{}
 	for _, k := range keys {
@@ -131,6 +131,14 @@ func New(o Options) (*Issuer, error) {
 		jwt.WithTimeFunc(o.Now),
 	)
 	return iss, nil
+}
+
+// MaxTokenLifetime is how long a revocation must be remembered: the longest
+// a token accepted here can stay valid. Own tokens live token_ttl; trusted
+// issuers' lifetimes are unknown, so at least a day is assumed. Clock skew
+// is added because expiry is checked with that leeway.
+func MaxTokenLifetime(cfg *config.Config) time.Duration {
+	return max(cfg.Issuer.TokenTTL.D(), 24*time.Hour) + cfg.ClockSkew.D()
 }
 
 // Start fetches the trusted issuers' key sets and keeps them fresh until ctx

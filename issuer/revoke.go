@@ -145,7 +145,7 @@ func (iss *Issuer) AdminRevokeHandler() http.Handler {
 			return
 		}
 		now := iss.now()
-		if err := iss.revoked.RevokeSubject(r.Context(), sub, now, now.Add(iss.maxLifetime+iss.skew)); err != nil {
+		if err := iss.revoked.RevokeSubject(r.Context(), sub, now, now.Add(iss.maxLifetime)); err != nil {
 			iss.log.Error("recording subject revocation failed", "sub", sub, "error", err)
 			writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "the revocation could not be recorded; retry"})
 			return

@@ -15,10 +15,9 @@ const (
 	kindToken   = "t"
 	kindSubject = "s"
 	// streamKey is the versioned Redis stream of revocations, read by every
-	// replica. Entries older than retention are trimmed: by then every
-	// token they name has expired.
+	// replica. Entries older than the store's retention are trimmed: by
+	// then every token they name has expired.
 	streamKey = "portcullis:rev:v1"
-	retention = 25 * time.Hour
 	// readBlock is how long one XREAD waits; a new entry wakes it at once,
 	// so replicas learn a revocation in milliseconds, well within 1 s.
 	readBlock     = 500 * time.Millisecond
@@ -42,22 +41,27 @@ type event struct {
 
 // shared is the Redis side of a Store.
 type shared struct {
-	client Client
-	log    *slog.Logger
+	client    Client
+	log       *slog.Logger
+	retention time.Duration
 }
 
 // Share makes the store record revocations in Redis and, once Run is
-// called, apply every replica's revocations. Call it before serving.
-func (s *Store) Share(c Client, log *slog.Logger) {
-	s.shared = &shared{client: c, log: log}
+// called, apply every replica's revocations. retention is how long a
+// revocation must stay readable for replicas that start later: the longest
+// token lifetime (issuer.MaxTokenLifetime). Call it before serving.
+func (s *Store) Share(c Client, log *slog.Logger, retention time.Duration) {
+	s.shared = &shared{client: c, log: log, retention: retention}
 }
 
 func (sh *shared) publish(ctx context.Context, e event) error {
 	ctx, cancel := context.WithTimeout(ctx, publishWait)
 	defer cancel()
-	minID := strconv.FormatInt(time.Now().Add(-retention).UnixMilli(), 10)
+	// Exact trimming: revocations are rare, and an approximate trim could
+	// keep or drop entries unpredictably.
+	minID := strconv.FormatInt(time.Now().Add(-sh.retention).UnixMilli(), 10)
 	err := sh.client.XAdd(ctx, &redis.XAddArgs{
-		Stream: streamKey, MinID: minID, Approx: true,
+		Stream: streamKey, MinID: minID,
 		Values: []any{"k", e.Kind, "v", e.Key, "a", e.At.UnixMilli(), "u", e.Until.UnixMilli()},
 	}).Err()
 	if err != nil {

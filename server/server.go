@@ -82,7 +82,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 	})
 	s.revocations = revocation.New(nil)
 	if s.redis != nil {
-		s.revocations.Share(s.redis, log)
+		s.revocations.Share(s.redis, log, issuer.MaxTokenLifetime(cfg))
 	}
 	var px *proxy.Handler
 	s.issuer, err = issuer.New(issuer.Options{
