@@ -40,9 +40,13 @@ func publicJWK(k *Key) (jwk, bool) {
 	j := jwk{Kid: k.ID, Alg: k.Alg, Use: "sig"}
 	switch p := k.public.(type) {
 	case *ecdsa.PublicKey:
-		size := (p.Curve.Params().BitSize + 7) / 8
+		raw, err := p.Bytes() // uncompressed point: 0x04 || X || Y
+		if err != nil {
+			return jwk{}, false
+		}
+		size := (len(raw) - 1) / 2
 		j.Kty, j.Crv = "EC", p.Curve.Params().Name
-		j.X, j.Y = b64.EncodeToString(p.X.FillBytes(make([]byte, size))), b64.EncodeToString(p.Y.FillBytes(make([]byte, size)))
+		j.X, j.Y = b64.EncodeToString(raw[1:1+size]), b64.EncodeToString(raw[1+size:])
 	case *rsa.PublicKey:
 		j.Kty = "RSA"
 		j.N, j.E = b64.EncodeToString(p.N.Bytes()), b64.EncodeToString(big.NewInt(int64(p.E)).Bytes())

@@ -15,15 +15,12 @@ import (
 // limitSpec is one configured limit, compiled: its bucket scope, how to key
 // a request, and its constant header values. Immutable.
 type limitSpec struct {
-	scope string // bucket namespace: "route:N", "default" or "token"
-	// preScope namespaces the per-IP charge for verifying new tokens under
-	// this limit, apart from the limit's own buckets.
-	preScope string
-	name     string // rate_limit_violations_total{route}
-	limit    ratelimit.Limit
-	keyType  string // subject | client_id | client_ip | header
-	header   string // for keyType header
-	shadow   bool
+	scope   string // bucket namespace: "route:N", "default", "token" or "newtoken"
+	name    string // rate_limit_violations_total{route}
+	limit   ratelimit.Limit
+	keyType string // subject | client_id | client_ip | header
+	header  string // for keyType header
+	shadow  bool
 
 	policyHeader string // RateLimit-Policy
 	limitHeader  string // RateLimit-Limit

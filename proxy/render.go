@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 )
 
 // Error codes in JSON bodies and WWW-Authenticate (RFC 6750 §3.1).
@@ -72,6 +71,3 @@ func retryAfterSeconds(d float64) string {
 	}
 	return strconv.FormatInt(max(s, 1), 10)
 }
-
-// desc makes a short reason safe inside a quoted-string.
-func quoteSafe(s string) string { return strings.NewReplacer(`"`, "'", `\`, "/").Replace(s) }
