@@ -63,7 +63,9 @@ func instrument(m *metrics.Metrics, log *slog.Logger, next http.Handler) http.Ha
 				}
 				log.Error("handler panicked", "request_id", id[0], "panic", p)
 				if sw.code == 0 {
-					http.Error(sw, `{"error":"server_error"}`, http.StatusInternalServerError)
+					sw.Header().Set("Content-Type", "application/json")
+					sw.WriteHeader(http.StatusInternalServerError)
+					_, _ = sw.Write([]byte(`{"error":"server_error"}` + "\n"))
 				}
 			}
 			code := sw.code

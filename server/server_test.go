@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/redistest"
 	"github.com/portcullis/portcullis/issuer"
+	"github.com/portcullis/portcullis/metrics"
 )
 
 func issuerClaims(sub string, now time.Time) issuer.Claims {
@@ -345,5 +346,18 @@ func TestClusterFromConfig(t *testing.T) {
 	}
 	if err := s.revocations.RevokeToken(ctx, "jti-cluster", time.Now().Add(time.Hour)); err != nil {
 		t.Errorf("revocation through the cluster: %v", err)
+	}
+}
+
+func TestPanicIsAJSON500(t *testing.T) {
+	t.Parallel()
+	h := instrument(metrics.New(), slog.New(slog.DiscardHandler), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != 500 || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"server_error"`) {
+		t.Errorf("panic answered %d %q %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "boom") {
+		t.Error("panic value echoed to the client")
 	}
 }
