@@ -22,7 +22,13 @@ type Path struct {
 // returns its match and forward forms. It refuses: a missing leading slash,
 // "//", dot segments (also %2e-encoded), encoded "/" or "\" (%2f, %5c),
 // "\", ";", "#", "%25" (double encoding), malformed escapes, NUL and other
-// control or non-ASCII bytes, and encoded ";" or "#".
+// control or raw non-ASCII bytes, and encoded ";" or "#". It decides on the
+// decoded bytes, so it also refuses a segment that ends in "." or begins or
+// ends in a space (Windows and IIS drop them: "/admin." and "/admin%20" are
+// "/admin" there), percent-encodings that are not valid UTF-8 (overlong
+// "%c0%ae" is "." to lax decoders), and characters that compatibility
+// normalisation, best-fit conversion or trimming could turn into ASCII or
+// nothing (see foldable). A path without escapes costs no allocation.
 func CleanPath(escaped string) (Path, error) {
 	if len(escaped) == 0 || escaped[0] != '/' {
 		return Path{}, ErrAmbiguousPath
@@ -40,7 +46,7 @@ func CleanPath(escaped string) (Path, error) {
 		}
 	}
 	if !hasPct {
-		if hasDotSegment(escaped) {
+		if badSegment(escaped) {
 			return Path{}, ErrAmbiguousPath
 		}
 		return Path{Match: escaped, Raw: escaped}, nil // fast path: no allocation
@@ -74,20 +80,25 @@ func CleanPath(escaped string) (Path, error) {
 		i += 2
 	}
 	m := string(match)
-	if hasDotSegment(m) {
+	if badSegment(m) || badUnicode(m) {
 		return Path{}, ErrAmbiguousPath
 	}
 	return Path{Match: m, Raw: string(raw)}, nil
 }
 
-// hasDotSegment reports a "." or ".." segment (RFC 3986 §5.2.4).
-func hasDotSegment(p string) bool {
+// badSegment reports a segment that servers read differently: a dot
+// segment (RFC 3986 §5.2.4 removes "." and ".."), one ending in "." (Win32
+// path normalisation strips trailing dots, so "/admin." and "/admin.." name
+// "/admin" on IIS), and one beginning or ending in a space (stripped the
+// same way, and by trimming routers).
+func badSegment(p string) bool {
 	start := 0
 	for i := 0; i <= len(p); i++ {
 		if i == len(p) || p[i] == '/' {
-			seg := p[start:i]
-			if seg == "." || seg == ".." {
-				return true
+			if seg := p[start:i]; seg != "" {
+				if seg[len(seg)-1] == '.' || seg[len(seg)-1] == ' ' || seg[0] == ' ' {
+					return true
+				}
 			}
 			start = i + 1
 		}

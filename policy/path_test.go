@@ -44,7 +44,80 @@ var cleanPathCases = []struct {
 	{name: "empty", in: "", wantErr: true},
 	{name: "raw non-ascii", in: "/caf\xc3\xa9", wantErr: true},
 	{name: "space", in: "/a b", wantErr: true},
-	{name: "dots inside a name are fine", in: "/a..b/.c/d.", wantMatch: "/a..b/.c/d.", wantRaw: "/a..b/.c/d."},
+	{name: "dots inside a name are fine", in: "/a..b/.c/d.e", wantMatch: "/a..b/.c/d.e", wantRaw: "/a..b/.c/d.e"},
+	{name: "dotfile", in: "/.well-known/x", wantMatch: "/.well-known/x", wantRaw: "/.well-known/x"},
+	{name: "inner encoded space", in: "/a%20b/c", wantMatch: "/a b/c", wantRaw: "/a%20b/c"},
+	{name: "encoded question mark", in: "/a%3fb", wantMatch: "/a?b", wantRaw: "/a%3Fb"},
+	{name: "encoded unreserved utf8 letter", in: "/%C3%BCber", wantMatch: "/\u00fcber", wantRaw: "/%C3%BCber"},
+	{name: "cjk", in: "/%E6%97%A5%E6%9C%AC", wantMatch: "/日本", wantRaw: "/%E6%97%A5%E6%9C%AC"},
+	{name: "emoji", in: "/%F0%9F%98%80", wantMatch: "/\U0001F600", wantRaw: "/%F0%9F%98%80"},
+
+	// Segments that Windows, IIS and trimming routers read as another name.
+	{name: "trailing dot", in: "/admin.", wantErr: true},
+	{name: "trailing dots", in: "/admin../x", wantErr: true},
+	{name: "three dots", in: "/.../admin", wantErr: true},
+	{name: "encoded trailing dot", in: "/admin%2e", wantErr: true},
+	{name: "encoded trailing dot upper", in: "/admin%2E/x", wantErr: true},
+	{name: "trailing encoded space", in: "/admin%20", wantErr: true},
+	{name: "leading encoded space", in: "/%20admin", wantErr: true},
+	{name: "space then dot", in: "/admin%20.", wantErr: true},
+	{name: "dot then space", in: "/admin.%20", wantErr: true},
+	{name: "encoded tab", in: "/admin%09", wantErr: true},
+	{name: "encoded newline", in: "/admin%0a", wantErr: true},
+	{name: "encoded DEL", in: "/admin%7f", wantErr: true},
+
+	// Percent-decoding that is not valid UTF-8.
+	{name: "overlong dot 2 bytes", in: "/%c0%ae%c0%ae/admin", wantErr: true},
+	{name: "overlong dot 3 bytes", in: "/%e0%80%ae/admin", wantErr: true},
+	{name: "overlong slash", in: "/public%c0%afadmin", wantErr: true},
+	{name: "overlong slash 4 bytes", in: "/public%f0%80%80%afadmin", wantErr: true},
+	{name: "surrogate", in: "/a%ed%a0%80", wantErr: true},
+	{name: "truncated sequence", in: "/caf%c3", wantErr: true},
+	{name: "lone continuation", in: "/a%80b", wantErr: true},
+	{name: "beyond U+10FFFF", in: "/a%f4%90%80%80", wantErr: true},
+	{name: "latin-1 byte", in: "/caf%e9", wantErr: true},
+
+	// Non-ASCII whitespace and ignorables.
+	{name: "no-break space", in: "/admin%c2%a0", wantErr: true},
+	{name: "no-break space inside", in: "/ad%c2%a0min", wantErr: true},
+	{name: "next line", in: "/admin%c2%85", wantErr: true},
+	{name: "C1 control", in: "/a%c2%80", wantErr: true},
+	{name: "ogham space", in: "/a%e1%9a%80", wantErr: true},
+	{name: "mongolian vowel separator", in: "/a%e1%a0%8e", wantErr: true},
+	{name: "en quad", in: "/a%e2%80%80", wantErr: true},
+	{name: "hair space", in: "/a%e2%80%8a", wantErr: true},
+	{name: "zero width space", in: "/admin%e2%80%8b", wantErr: true},
+	{name: "line separator", in: "/a%e2%80%a8", wantErr: true},
+	{name: "paragraph separator", in: "/a%e2%80%a9", wantErr: true},
+	{name: "narrow no-break space", in: "/a%e2%80%af", wantErr: true},
+	{name: "ideographic space", in: "/a%e3%80%80", wantErr: true},
+	{name: "byte order mark", in: "/%ef%bb%bfadmin", wantErr: true},
+	{name: "soft hyphen", in: "/ad%c2%admin", wantErr: true},
+	{name: "right-to-left override", in: "/a%e2%80%aeb", wantErr: true},
+	{name: "tag character", in: "/a%f3%a0%80%81", wantErr: true},
+	{name: "variation selector", in: "/a%ef%b8%8f", wantErr: true},
+
+	// Compatibility forms that NFKC or best-fit conversion fold into ASCII.
+	{name: "fullwidth full stop", in: "/%ef%bc%8e%ef%bc%8e/admin", wantErr: true},
+	{name: "fullwidth solidus", in: "/public%ef%bc%8fadmin", wantErr: true},
+	{name: "fullwidth reverse solidus", in: "/public%ef%bc%bcadmin", wantErr: true},
+	{name: "fullwidth letters", in: "/%ef%bd%81dmin", wantErr: true},
+	{name: "division slash", in: "/public%e2%88%95admin", wantErr: true},
+	{name: "fraction slash", in: "/public%e2%81%84admin", wantErr: true},
+	{name: "set minus", in: "/public%e2%88%96admin", wantErr: true},
+	{name: "small full stop", in: "/%ef%b9%92%ef%b9%92/admin", wantErr: true},
+	{name: "one dot leader", in: "/%e2%80%a4%e2%80%a4/admin", wantErr: true},
+	{name: "two dot leader", in: "/%e2%80%a5/admin", wantErr: true},
+	{name: "greek question mark", in: "/admin%cd%be", wantErr: true},
+	{name: "yen sign", in: "/public%c2%a5admin", wantErr: true},
+	{name: "kelvin sign", in: "/%e2%84%aaey", wantErr: true},
+	{name: "long s", in: "/%c5%bfecret", wantErr: true},
+	{name: "ligature", in: "/%ef%ac%81le", wantErr: true},
+	{name: "mathematical bold a", in: "/%f0%9d%90%9admin", wantErr: true},
+	{name: "circled digit", in: "/v%e2%91%a0", wantErr: true},
+	{name: "digit full stop", in: "/v%e2%92%88", wantErr: true},
+	{name: "superscript two", in: "/v%c2%b2", wantErr: true},
+	{name: "fullwidth percent", in: "/a%ef%bc%85%32%65", wantErr: true},
 }
 
 func TestCleanPath(t *testing.T) {
@@ -91,6 +164,9 @@ func FuzzCleanPath(f *testing.F) {
 		if !strings.HasPrefix(p.Match, "/") || strings.Contains(p.Match, "//") || hasDotSegment(p.Match) {
 			t.Fatalf("CleanPath(%q) accepted ambiguous %q", in, p.Match)
 		}
+		if badSegment(p.Match) || badUnicode(p.Match) {
+			t.Fatalf("CleanPath(%q) accepted a segment or character servers read differently: %q", in, p.Match)
+		}
 		if strings.ContainsAny(p.Match, "\\;#%\x00") {
 			t.Fatalf("CleanPath(%q) match %q holds a refused character", in, p.Match)
 		}
@@ -103,4 +179,19 @@ func FuzzCleanPath(f *testing.F) {
 			t.Fatalf("CleanPath(%q) not stable: raw %q gives %+v, %v", in, p.Raw, again, err)
 		}
 	})
+}
+
+// hasDotSegment is the fuzz oracle for dot segments: it reports a "." or ".." segment (RFC 3986 §5.2.4).
+func hasDotSegment(p string) bool {
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' {
+			seg := p[start:i]
+			if seg == "." || seg == ".." {
+				return true
+			}
+			start = i + 1
+		}
+	}
+	return false
 }
