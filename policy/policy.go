@@ -5,7 +5,6 @@ package policy
 
 import (
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 
@@ -57,9 +56,12 @@ func Compile(routes []config.Route) (*Table, []string, error) {
 			errs = append(errs, fmt.Sprintf("routes[%d].path: %q is not a plain path (no //, dot segments, encodings or ;)", i, r.Path))
 			continue
 		}
+		host, herrs := compileHost(i, r)
+		errs = append(errs, herrs...)
+		errs = append(errs, checkMethods(i, r)...)
 		cr := &Route{
 			Name: r.Path, Index: i, prefix: strings.TrimRight(r.Path, "/"), methods: r.Methods,
-			host: strings.ToLower(r.Host), Scopes: r.Scopes, Audience: r.Audience, Limit: r.RateLimit,
+			host: host, Scopes: r.Scopes, Audience: r.Audience, Limit: r.RateLimit,
 		}
 		switch r.Auth {
 		case "none":
@@ -115,9 +117,10 @@ func segmentPrefix(path, prefix string) bool {
 	return len(path) == len(prefix) || path[len(prefix)] == '/'
 }
 
-// Match returns the first route matching the decoded path, method and host
-// (port ignored, case-insensitive), or nil. Matching is case-sensitive on
-// the path and never looks at the query.
+// Match returns the first route matching the decoded path, method and host,
+// or nil. The host is read as ParseHost does (case, a port and one trailing
+// dot ignored; an invalid host matches no host-restricted route); the
+// method and path are case-sensitive, and the query is never looked at.
 func (t *Table) Match(method, host, path string) *Route {
 	for _, r := range t.routes {
 		if !segmentPrefix(path, r.prefix) {
@@ -134,11 +137,12 @@ func (t *Table) Match(method, host, path string) *Route {
 	return nil
 }
 
+// hostEqual compares a route's canonical host with a request's host. A
+// caller may pass a host ParseTarget already made canonical; parsing it again
+// costs a scan and no allocation.
 func hostEqual(want, host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return strings.EqualFold(want, host)
+	h, err := ParseHost(host)
+	return err == nil && h == want
 }
 
 // Routes returns the compiled routes in order.
