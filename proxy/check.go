@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -36,16 +35,6 @@ func bearer(values []string) (token string, sent bool, err error) {
 		return "", true, errEmptyBearer
 	}
 	return token, true, nil
-}
-
-// hasQueryToken reports an access_token query parameter (RFC 6750 §2.3),
-// which we refuse: URLs end up in logs and Referer headers.
-func hasQueryToken(rawQuery string) bool {
-	if !strings.Contains(rawQuery, "access_token") {
-		return false
-	}
-	q, err := url.ParseQuery(rawQuery)
-	return err != nil || q.Has("access_token")
 }
 
 // check runs match → verify → policy → limit for t. On refusal it writes the

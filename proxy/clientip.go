@@ -20,14 +20,16 @@ func (t *trust) trusted(a netip.Addr) bool {
 	return false
 }
 
-// peerAddr parses http.Request.RemoteAddr.
+// peerAddr parses http.Request.RemoteAddr. A zone (a link-local peer's
+// interface) is dropped: netip.Prefix.Contains never matches a zoned
+// address, which would make a trusted link-local proxy untrusted.
 func peerAddr(remote string) netip.Addr {
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		a, _ := netip.ParseAddr(remote)
-		return a.Unmap()
+		return a.WithZone("").Unmap()
 	}
-	return ap.Addr().Unmap()
+	return ap.Addr().WithZone("").Unmap()
 }
 
 // origin is who sent a request: the socket peer, whether that peer is a
@@ -80,21 +82,51 @@ func (t *trust) walk(peer netip.Addr, xff, forwarded []string) netip.Addr {
 	return client
 }
 
-// parseHop reads one address: "192.0.2.1", "2001:db8::1", "[2001:db8::1]:80",
-// "192.0.2.1:80".
+// parseHop reads one address: "192.0.2.1", "2001:db8::1", "[2001:db8::1]",
+// "[2001:db8::1]:80", "192.0.2.1:80", with RFC 7239 §6.3 obfuscated ports
+// ("_x") too. The port and an IPv6 zone ("fe80::1%eth0") are dropped and an
+// IPv4-mapped address is its IPv4 address, so one client is one key
+// whatever a proxy wrote.
 func parseHop(s string) (netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), true
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), true
-	}
-	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
-			return a.Unmap(), true
+	host := s
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.IndexByte(s, ']')
+		if end < 0 || !validHopPort(s[end+1:]) {
+			return netip.Addr{}, false
 		}
+		host = s[1:end]
+	case strings.Count(s, ":") == 1:
+		i := strings.IndexByte(s, ':')
+		if !validHopPort(s[i:]) {
+			return netip.Addr{}, false
+		}
+		host = s[:i]
 	}
-	return netip.Addr{}, false
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.WithZone("").Unmap(), true
+}
+
+// validHopPort accepts "", ":" + a decimal port, or ":" + an RFC 7239 §6.3
+// obfuscated port ("_" followed by ALPHA / DIGIT / "." / "_" / "-").
+func validHopPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	if len(p) < 2 || p[0] != ':' {
+		return false
+	}
+	digits, obf := true, p[1] == '_' && len(p) > 2
+	for i := 1; i < len(p); i++ {
+		c := p[i]
+		isDigit := c >= '0' && c <= '9'
+		digits = digits && isDigit
+		obf = obf && (isDigit || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '_' || c == '-')
+	}
+	return (digits && len(p) <= 6) || obf
 }
 
 // forwardedFor extracts the for= values of RFC 7239 Forwarded headers, in

@@ -3,7 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/http"
-	"net/url"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -41,7 +41,11 @@ func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
 	t, err := h.originalRequest(r, o.trusted)
 	if err != nil {
 		h.finish(start, "invalid_request")
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
+		msg := err.Error()
+		if err != errOriginal {
+			msg = targetProblem(err)
+		}
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, msg)
 		return
 	}
 	t.client = o.client
@@ -57,11 +61,19 @@ func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// originalRequest reads the request a forward-auth call describes and
+// validates it as the proxy validates its own requests (newTarget): the
+// same method, host and path rules, so a request refused in proxy mode is
+// refused here too.
 func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error) {
 	hdr := r.Header
 	fromHeaders := hdr[hXForwardedURI] != nil || hdr[hXOriginalURL] != nil || hdr[hXOriginalURI] != nil ||
 		hdr[hXForwardedMethod] != nil || hdr[hXOriginalMethod] != nil
-	suffix, hasSuffix := strings.CutPrefix(RequestPath(r), ForwardAuthPrefix)
+	_, ownPath, ownQuery, err := policy.SplitTarget(r.RequestURI)
+	if err != nil {
+		return target{}, err
+	}
+	suffix, hasSuffix := strings.CutPrefix(ownPath, ForwardAuthPrefix)
 	if fromHeaders && !trusted {
 		h.warnUntrusted(r.RemoteAddr)
 		fromHeaders = false
@@ -72,17 +84,13 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 		if !hasSuffix || suffix == "" {
 			return target{}, errOriginal
 		}
-		p, err := policy.CleanPath(suffix)
-		if err != nil {
-			return target{}, err
-		}
-		return target{method: r.Method, host: r.Host, path: p, rawQuery: r.URL.RawQuery}, nil
+		return newTarget(r.Method, r.Host, suffix, ownQuery, netip.Addr{})
 	}
 	if suffix != "" {
 		return target{}, errOriginal // headers and a path suffix: two answers
 	}
 	method, err := single(hdr, hXForwardedMethod, hXOriginalMethod)
-	if err != nil || method == "" || !validMethod(method) {
+	if err != nil || method == "" {
 		return target{}, errOriginal
 	}
 	uri, err := single(hdr, hXForwardedURI, hXOriginalURL, hXOriginalURI)
@@ -90,29 +98,34 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 		return target{}, errOriginal
 	}
 	host := r.Host
-	if hosts := hdr[hXForwardedHost]; len(hosts) > 1 {
-		return target{}, errOriginal
-	} else if len(hosts) == 1 {
+	hosts := hdr[hXForwardedHost]
+	switch len(hosts) {
+	case 0:
+	case 1:
 		host = hosts[0]
+	default:
+		return target{}, errOriginal
 	}
-	if !strings.HasPrefix(uri, "/") {
-		// X-Original-URL may be a full URL.
-		u, perr := url.Parse(uri)
-		if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-			return target{}, errOriginal
-		}
-		host = u.Host
-		uri = u.RequestURI()
-		if u.RawQuery == "" && u.ForceQuery {
-			uri += "?"
-		}
-	}
-	rawPath, rawQuery, _ := strings.Cut(uri, "?")
-	p, err := policy.CleanPath(rawPath)
+	authority, rawPath, rawQuery, err := splitOriginal(uri)
 	if err != nil {
 		return target{}, err
 	}
-	return target{method: method, host: host, path: p, rawQuery: rawQuery}, nil
+	if authority != "" {
+		// A full URL names its host. When X-Forwarded-Host names another,
+		// the two headers describe two requests.
+		if len(hosts) == 1 && !sameHost(authority, hosts[0]) {
+			return target{}, errOriginal
+		}
+		host = authority
+	}
+	return newTarget(method, host, rawPath, rawQuery, netip.Addr{})
+}
+
+// sameHost compares two hosts as routes do (case, port, trailing dot).
+func sameHost(a, b string) bool {
+	ha, err1 := policy.ParseHost(a)
+	hb, err2 := policy.ParseHost(b)
+	return err1 == nil && err2 == nil && ha == hb
 }
 
 // single returns the one value among the named headers; several headers, or
@@ -131,15 +144,6 @@ func single(h http.Header, names ...string) (string, error) {
 		return "", errOriginal
 	}
 	return out, nil
-}
-
-func validMethod(m string) bool {
-	for i := 0; i < len(m); i++ {
-		if c := m[i]; c < 'A' || c > 'Z' {
-			return false
-		}
-	}
-	return len(m) > 0 && len(m) <= 16
 }
 
 func (h *Handler) warnUntrusted(remote string) {

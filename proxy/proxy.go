@@ -131,14 +131,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "no route for this path")
 		return
 	}
-	p, err := policy.CleanPath(RequestPath(r))
+	t, err := requestTarget(r, o.client)
 	if err != nil {
 		h.finish(start, "invalid_request")
-		h.secLog(r, "ambiguous request path refused", "remote", o.client.String(), "method", r.Method)
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "ambiguous request path")
+		h.secLog(r, "request target refused", "reason", err.Error(), "remote", o.client.String())
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, targetProblem(err))
 		return
 	}
-	t := target{method: r.Method, host: r.Host, path: p, rawQuery: r.URL.RawQuery, client: o.client}
 	v, ok := h.check(w, r, &t, start)
 	if !ok {
 		return
@@ -152,10 +151,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.setIdentity(r.Header, v.principal)
 	}
 	h.setForwarded(r, o)
-	r.URL.Path = p.Match
+	r.URL.Path = t.path.Match
 	r.URL.RawPath = ""
-	if p.Raw != p.Match {
-		r.URL.RawPath = p.Raw
+	if t.path.Raw != t.path.Match {
+		r.URL.RawPath = t.path.Raw
 	}
 	upstart := time.Now()
 	h.rp.ServeHTTP(w, r)
@@ -163,19 +162,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // RequestPath returns the escaped path exactly as the client sent it (no
-// query), which is what routing must look at: r.URL.Path is already decoded.
+// query), which is what routing must look at: r.URL.Path is already decoded,
+// and r.URL.EscapedPath may re-encode it. A target that is neither
+// origin-form nor absolute-form (such as "*") comes back as sent, for the
+// firewall to refuse.
 func RequestPath(r *http.Request) string {
-	uri := r.RequestURI
-	if strings.HasPrefix(uri, "/") {
-		if i := strings.IndexByte(uri, '?'); i >= 0 {
-			return uri[:i]
-		}
-		return uri
+	if _, p, _, err := policy.SplitTarget(r.RequestURI); err == nil {
+		return p
 	}
-	if uri == "" || uri == "*" {
-		return uri
-	}
-	return r.URL.EscapedPath() // absolute-form request target
+	return r.RequestURI
 }
 
 func (h *Handler) finish(start time.Time, result string) {
@@ -196,9 +191,14 @@ func (h *Handler) setIdentity(hdr http.Header, p *issuer.Principal) {
 }
 
 // setForwarded records the X-Forwarded-* values the upstream should see:
-// a trusted peer's chain is extended, anyone else's is replaced.
+// a trusted peer's chain is extended, anyone else's is replaced, and an
+// untrusted peer's other forwarding headers are dropped (scrubForwarding).
+// httputil.ReverseProxy removes the headers a Connection header nominates
+// before it calls Rewrite, and Rewrite copies these values afterwards, so a
+// client naming X-Forwarded-For in Connection cannot remove ours.
 func (h *Handler) setForwarded(r *http.Request, o origin) {
 	hdr, trusted := r.Header, o.trusted
+	scrubForwarding(hdr, trusted)
 	xff := o.peer.String()
 	if prior := hdr[hXForwardedFor]; trusted && len(prior) > 0 {
 		xff = strings.Join(prior, ", ") + ", " + xff

@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// requestTarget reads what a proxied request asks for from its request line
+// exactly as sent (r.URL is already decoded and, for absolute-form, already
+// split by net/http) and validates it with policy.ParseTarget, as every
+// front door does. net/http has taken r.Host from an absolute-form target
+// (RFC 9112 §3.2.2), and the upstream is sent that same host.
+func requestTarget(r *http.Request, client netip.Addr) (target, error) {
+	authority, rawPath, rawQuery, err := policy.SplitTarget(r.RequestURI)
+	if err != nil {
+		return target{}, err
+	}
+	host := r.Host
+	if authority != "" && authority != host {
+		return target{}, policy.ErrHost // not the request net/http parsed
+	}
+	return newTarget(r.Method, host, rawPath, rawQuery, client)
+}
+
+// newTarget validates a request target from any front door (the proxy,
+// forward-auth, or the gRPC Check front door with the method, host and
+// path of an Envoy CheckRequest) into the value the pipeline decides on.
+func newTarget(method, host, rawPath, rawQuery string, client netip.Addr) (target, error) {
+	pt, err := policy.ParseTarget(method, host, rawPath, rawQuery)
+	if err != nil {
+		return target{}, err
+	}
+	return target{method: pt.Method, host: pt.Host, path: pt.Path, rawQuery: pt.RawQuery, client: client}, nil
+}
+
+// targetProblem is the client-facing description of a refused target.
+func targetProblem(err error) string {
+	switch {
+	case errors.Is(err, policy.ErrMethod):
+		return "invalid request method: methods are upper-case tokens"
+	case errors.Is(err, policy.ErrHost):
+		return "invalid host"
+	case errors.Is(err, policy.ErrAmbiguousPath):
+		return "ambiguous request path"
+	}
+	return "invalid request target"
+}
+
+// hasQueryToken reports an access_token query parameter (RFC 6750 §2.3),
+// which we refuse on routes that verify: URLs end up in logs and Referer
+// headers. Names are read as the most lenient upstream would read them.
+func hasQueryToken(rawQuery string) bool { return policy.HasAccessToken(rawQuery) }
+
+// splitOriginal splits a forward-auth original URL, a path ("/p?q") or a
+// full URL ("https://host/p?q"), without decoding or re-encoding it.
+func splitOriginal(uri string) (authority, rawPath, rawQuery string, err error) {
+	// RFC 9112 §3.2: no fragment is ever part of a request. A "#" here,
+	// raw or encoded, means an ingress and Portcullis could disagree about
+	// where the path ends; "%23" too, since an ingress may decode once
+	// before building this header.
+	if strings.IndexByte(uri, '#') >= 0 || strings.Contains(uri, "%23") {
+		return "", "", "", policy.ErrTarget
+	}
+	return policy.SplitTarget(uri)
+}
