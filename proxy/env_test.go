@@ -37,6 +37,7 @@ var testKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 type seen struct {
 	method     string
 	requestURI string
+	host       string
 	path       string
 	header     http.Header
 }
@@ -65,7 +66,7 @@ func newUpstream(t testing.TB) *upstream {
 	u := &upstream{sse: make(chan struct{})}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
-		u.reqs = append(u.reqs, seen{method: r.Method, requestURI: r.RequestURI, path: r.URL.Path, header: r.Header.Clone()})
+		u.reqs = append(u.reqs, seen{method: r.Method, requestURI: r.RequestURI, host: r.Host, path: r.URL.Path, header: r.Header.Clone()})
 		u.mu.Unlock()
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/slow"):
@@ -137,13 +138,19 @@ type env struct {
 
 func newEnv(t testing.TB, extra string) *env {
 	t.Helper()
+	return newEnvConfig(t, baseConfig+extra)
+}
+
+// newEnvConfig is newEnv with a whole configuration of one's own.
+func newEnvConfig(t testing.TB, yaml string) *env {
+	t.Helper()
 	up := newUpstream(t)
 	dir := t.TempDir()
 	der, _ := x509.MarshalPKCS8PrivateKey(testKey)
 	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := config.Parse([]byte(baseConfig+extra), dir, func(k string) string {
+	cfg, _, err := config.Parse([]byte(yaml), dir, func(k string) string {
 		if k == "UPSTREAM" {
 			return up.URL
 		}
