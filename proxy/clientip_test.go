@@ -27,6 +27,18 @@ var clientIPCases = []struct {
 	{"forwarded with port", []string{"10.0.0.0/8"}, "10.0.0.1", nil, []string{"for=198.51.100.7:1234"}, "198.51.100.7"},
 	{"forwarded unknown", []string{"10.0.0.0/8"}, "10.0.0.1", nil, []string{"for=unknown"}, "10.0.0.1"},
 	{"mapped v4", []string{"10.0.0.0/8"}, "::ffff:10.0.0.1", []string{"203.0.113.9"}, nil, "203.0.113.9"},
+	{"xff ipv4 port dropped", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"203.0.113.9:4711"}, nil, "203.0.113.9"},
+	{"xff ipv6 port dropped", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"[2001:db8::1]:4711"}, nil, "2001:db8::1"},
+	{"xff ipv6 brackets", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"[2001:db8::1]"}, nil, "2001:db8::1"},
+	{"xff zone dropped", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"fe80::1%eth0"}, nil, "fe80::1"},
+	{"xff zone and port dropped", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"[fe80::1%25eth0]:80"}, nil, "fe80::1"},
+	{"xff mapped is ipv4", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"::ffff:203.0.113.9"}, nil, "203.0.113.9"},
+	{"xff mapped trusted hop skipped", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"203.0.113.9, ::ffff:10.0.0.2"}, nil, "203.0.113.9"},
+	{"xff bad port stops the walk", []string{"10.0.0.0/8"}, "10.0.0.1", []string{"203.0.113.9:http"}, nil, "10.0.0.1"},
+	{"forwarded obfuscated port", []string{"10.0.0.0/8"}, "10.0.0.1", nil, []string{`for="[2001:db8::1]:_a1"`}, "2001:db8::1"},
+	{"forwarded mapped", []string{"10.0.0.0/8"}, "10.0.0.1", nil, []string{`For="[::ffff:198.51.100.7]"`}, "198.51.100.7"},
+	{"forwarded zone", []string{"10.0.0.0/8"}, "10.0.0.1", nil, []string{`for="[fe80::1%25eth0]"`}, "fe80::1"},
+	{"zoned trusted peer", []string{"fe80::/10"}, "fe80::1%eth0", []string{"203.0.113.9"}, nil, "203.0.113.9"},
 }
 
 // clientOf asks origin about a request from peer carrying these headers.
