@@ -143,6 +143,8 @@ func FuzzMatch(f *testing.F) {
 		f.Add(tc.method, tc.host, tc.path)
 	}
 	f.Add("GET", "x", "/%61dmin")
+	f.Add("GET", "Admin.Example.COM.:8443", "/admin")
+	f.Add("GET", "admin.example.com..", "/admin")
 	tbl := testTable(f)
 	f.Fuzz(func(t *testing.T, method, host, raw string) {
 		p, err := CleanPath(raw)
@@ -150,6 +152,11 @@ func FuzzMatch(f *testing.F) {
 			return
 		}
 		r := tbl.Match(method, host, p.Match)
+		// The matcher reads the host as ParseHost does, so the canonical
+		// spelling and the one sent reach the same route.
+		if h, err := ParseHost(host); err == nil && tbl.Match(method, h, p.Match) != r {
+			t.Fatalf("host %q and its canonical %q match different routes", host, h)
+		}
 		if r == nil {
 			return
 		}

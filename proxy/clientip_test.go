@@ -96,7 +96,7 @@ func FuzzClientIP(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p = p.Unmap()
+		p = p.WithZone("").Unmap() // as origin reads a peer
 		var xs, fs []string
 		if xff != "" {
 			xs = strings.Split(xff, "\n")

@@ -79,6 +79,10 @@ func FuzzForwardAuthHeaders(f *testing.F) {
 	f.Add("GET", "/public/../admin", "", "", "")
 	f.Add("GET", "/a", "", "/b", "")
 	f.Add("GET", "", "//evil.test/admin", "", "")
+	f.Add("GET", "", "https://app.test/public#/../admin", "", "")
+	f.Add("GET", "", "https://u@App.Test.:443/x", "", "")
+	f.Add("get", "/public", "", "", "")
+	f.Add("GET", "/public?x=%23", "", "", "")
 	e := newEnv(f, "trusted_proxies: [127.0.0.1]\n")
 	f.Fuzz(func(t *testing.T, method, fwdURI, origURL, origURI, suffix string) {
 		target := "/auth/verify"
@@ -109,6 +113,16 @@ func FuzzForwardAuthHeaders(f *testing.F) {
 		}
 		if p, err := policy.CleanPath(tg.path.Raw); err != nil || p.Match != tg.path.Match {
 			t.Fatalf("accepted path %+v that the firewall refuses: %v", tg.path, err)
+		}
+		// The same validation as every front door: the accepted target is
+		// one ParseTarget accepts as it stands.
+		if again, err := policy.ParseTarget(tg.method, tg.host, tg.path.Raw, tg.rawQuery); err != nil || again.Host != tg.host || again.Path != tg.path {
+			t.Fatalf("accepted target %+v that ParseTarget reads as %+v, %v", tg, again, err)
+		}
+		for _, u := range []string{fwdURI, origURL, origURI} {
+			if strings.Contains(u, "#") || strings.Contains(u, "%23") {
+				t.Fatalf("accepted an original URL with a fragment: %q", u)
+			}
 		}
 	})
 }
