@@ -122,6 +122,11 @@ func segmentPrefix(path, prefix string) bool {
 // dot ignored; an invalid host matches no host-restricted route); the
 // method and path are case-sensitive, and the query is never looked at.
 func (t *Table) Match(method, host, path string) *Route {
+	// The host is read once, and only when a host-restricted route is
+	// reached; r.host is canonical (lower case), so a case-insensitive
+	// comparison needs no lower-cased copy. A caller may pass a host
+	// ParseTarget already made canonical; reading it again costs a scan.
+	canon, hostRead, hostOK := "", false, false
 	for _, r := range t.routes {
 		if !segmentPrefix(path, r.prefix) {
 			continue
@@ -129,20 +134,19 @@ func (t *Table) Match(method, host, path string) *Route {
 		if len(r.methods) > 0 && !slices.Contains(r.methods, method) {
 			continue
 		}
-		if r.host != "" && !hostEqual(r.host, host) {
-			continue
+		if r.host != "" {
+			if !hostRead {
+				var err error
+				canon, err = hostName(host)
+				hostRead, hostOK = true, err == nil
+			}
+			if !hostOK || !strings.EqualFold(canon, r.host) {
+				continue
+			}
 		}
 		return r
 	}
 	return nil
-}
-
-// hostEqual compares a route's canonical host with a request's host. A
-// caller may pass a host ParseTarget already made canonical; parsing it again
-// costs a scan and no allocation.
-func hostEqual(want, host string) bool {
-	h, err := ParseHost(host)
-	return err == nil && h == want
 }
 
 // Routes returns the compiled routes in order.

@@ -145,6 +145,16 @@ func tchar(c byte) bool {
 // "0x7f.1", "2130706433") are refused rather than guessed. A name already
 // in canonical form is returned without allocating.
 func ParseHost(h string) (string, error) {
+	name, err := hostName(h)
+	if err != nil {
+		return "", err
+	}
+	return lowerASCII(name), nil
+}
+
+// hostName is ParseHost without the lower-casing, for the matcher, which
+// compares case-insensitively instead of allocating.
+func hostName(h string) (string, error) {
 	if h == "" {
 		return "", nil
 	}
@@ -178,7 +188,7 @@ func ParseHost(h string) (string, error) {
 			return "", ErrHost
 		}
 	}
-	return lowerASCII(name), nil
+	return name, nil
 }
 
 // validPort accepts "", ":" and ":" followed by a decimal
