@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 var cleanPathCases = []struct {
@@ -164,8 +166,19 @@ func FuzzCleanPath(f *testing.F) {
 		if !strings.HasPrefix(p.Match, "/") || strings.Contains(p.Match, "//") || hasDotSegment(p.Match) {
 			t.Fatalf("CleanPath(%q) accepted ambiguous %q", in, p.Match)
 		}
-		if badSegment(p.Match) || badUnicode(p.Match) {
-			t.Fatalf("CleanPath(%q) accepted a segment or character servers read differently: %q", in, p.Match)
+		// Written independently of badSegment and badUnicode.
+		if !utf8.ValidString(p.Match) {
+			t.Fatalf("CleanPath(%q) accepted invalid UTF-8 %q", in, p.Match)
+		}
+		for _, seg := range strings.Split(p.Match, "/") {
+			if strings.HasSuffix(seg, ".") || strings.TrimSpace(seg) != seg {
+				t.Fatalf("CleanPath(%q) accepted segment %q that Windows reads as %q", in, seg, strings.TrimRight(strings.TrimSpace(seg), ". "))
+			}
+		}
+		for _, r := range p.Match {
+			if (r >= 0x80 && unicode.IsSpace(r)) || unicode.Is(unicode.Cf, r) || (r >= 0xFF01 && r <= 0xFF5E) {
+				t.Fatalf("CleanPath(%q) accepted %U in %q", in, r, p.Match)
+			}
 		}
 		if strings.ContainsAny(p.Match, "\\;#%\x00") {
 			t.Fatalf("CleanPath(%q) match %q holds a refused character", in, p.Match)
