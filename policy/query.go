@@ -23,7 +23,20 @@ const maxQueryDecodes = 4
 // would be a second, unverified credential. Names shorter than
 // "access_token" are skipped without decoding, so ordinary queries cost a
 // scan and no allocation.
-func HasAccessToken(rawQuery string) bool {
+func HasAccessToken(rawQuery string) bool { return hasParam(rawQuery, accessToken) }
+
+// HasMethodOverride reports a "_method" query parameter, read as
+// HasAccessToken reads names. Symfony and Laravel take a POST carrying
+// ?_method=DELETE for a DELETE: the upstream would run a method no route
+// was matched for.
+func HasMethodOverride(rawQuery string) bool { return hasParam(rawQuery, methodOverride) }
+
+// methodOverride is the query parameter PHP frameworks read as the method.
+const methodOverride = "_method"
+
+// hasParam reports a parameter of rawQuery whose name reads as name (ASCII,
+// lower case).
+func hasParam(rawQuery, name string) bool {
 	for rawQuery != "" {
 		pair := rawQuery
 		if i := strings.IndexAny(rawQuery, "&;"); i >= 0 {
@@ -33,14 +46,14 @@ func HasAccessToken(rawQuery string) bool {
 		}
 		key, _, _ := strings.Cut(pair, "=")
 		// Decoding and normalising only shorten a name.
-		if len(key) >= len(accessToken) && readsAsAccessToken(key) {
+		if len(key) >= len(name) && readsAs(key, name) {
 			return true
 		}
 	}
 	return false
 }
 
-func readsAsAccessToken(key string) bool {
+func readsAs(key, want string) bool {
 	var buf [64]byte
 	name := append(buf[:0], key...)
 	for range maxQueryDecodes {
@@ -67,12 +80,22 @@ func readsAsAccessToken(key string) bool {
 	if nul := bytes.IndexByte(name, 0); nul >= 0 {
 		name = name[:nul] // C-string handling stops at NUL
 	}
+	ascii := true
 	for j, c := range name {
-		if c == ' ' || c == '.' {
+		switch {
+		case c == ' ' || c == '.':
 			name[j] = '_'
+		case c >= 'A' && c <= 'Z':
+			name[j] = c + 'a' - 'A'
+		case c >= 0x80:
+			ascii = false
 		}
 	}
-	return strings.EqualFold(string(name), accessToken)
+	if ascii {
+		return string(name) == want // compiled to a comparison, no copy
+	}
+	// Unicode case folding maps "ſ" to "s" and the Kelvin sign to "k".
+	return strings.EqualFold(string(name), want)
 }
 
 // queryUnescape decodes %XX and "+" in place; malformed escapes stay as

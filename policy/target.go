@@ -18,6 +18,8 @@ var (
 	// ErrTarget: a request-target that is not origin-form or absolute-form
 	// http(s), or one carrying a fragment.
 	ErrTarget = errors.New("invalid request target")
+	// ErrMethodOverride: a "_method" query parameter (HasMethodOverride).
+	ErrMethodOverride = errors.New("method override in the query")
 )
 
 // maxMethodLen bounds a method; the longest registered one (RFC 9110's and
@@ -45,9 +47,10 @@ type Target struct {
 // ParseTarget validates the parts of a request that routing reads: the
 // method (ParseMethod), the host (ParseHost), the escaped path (CleanPath)
 // and the raw query (no "#": RFC 9112 §3.2 request-targets never carry a
-// fragment, and servers disagree on where one ends). Every front door calls
-// it, so they all refuse the same requests; the error is one of
-// ErrMethod, ErrHost, ErrTarget or ErrAmbiguousPath.
+// fragment, and servers disagree on where one ends; no "_method" override,
+// see HasMethodOverride). Every front door calls it, so they all refuse the
+// same requests; the error is one of ErrMethod, ErrHost, ErrTarget,
+// ErrMethodOverride or ErrAmbiguousPath.
 func ParseTarget(method, host, rawPath, rawQuery string) (Target, error) {
 	if err := ParseMethod(method); err != nil {
 		return Target{}, err
@@ -58,6 +61,9 @@ func ParseTarget(method, host, rawPath, rawQuery string) (Target, error) {
 	}
 	if strings.IndexByte(rawQuery, '#') >= 0 {
 		return Target{}, ErrTarget
+	}
+	if HasMethodOverride(rawQuery) {
+		return Target{}, ErrMethodOverride
 	}
 	p, err := CleanPath(rawPath)
 	if err != nil {

@@ -150,6 +150,9 @@ func TestParseTarget(t *testing.T) {
 		{"bad host", "GET", "a@b", "/admin", "", ErrHost},
 		{"fragment in query", "GET", "example.com", "/admin", "x#y", ErrTarget},
 		{"bad path", "GET", "example.com", "/admin.", "", ErrAmbiguousPath},
+		{"method override", "POST", "example.com", "/admin", "_method=DELETE", ErrMethodOverride},
+		{"encoded method override", "POST", "example.com", "/admin", "a=1&%5Fmethod=DELETE", ErrMethodOverride},
+		{"php method override", "POST", "example.com", "/admin", ".method=DELETE", ErrMethodOverride},
 	}
 	for _, tc := range tests {
 		got, err := ParseTarget(tc.method, tc.host, tc.path, tc.q)
@@ -200,6 +203,18 @@ var accessTokenCases = []struct {
 	{"access_toke%6=x", false},
 }
 
+func TestHasMethodOverride(t *testing.T) {
+	t.Parallel()
+	for q, want := range map[string]bool{
+		"_method=DELETE": true, "%5Fmethod=PUT": true, "_METHOD=put": true, "x=1;_method=PUT": true, "_method[]=PUT": true,
+		" method=PUT": false, "method=PUT": false, "_methods=PUT": false, "a=_method": false, "": false,
+	} {
+		if got := HasMethodOverride(q); got != want {
+			t.Errorf("HasMethodOverride(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
+
 func TestHasAccessToken(t *testing.T) {
 	t.Parallel()
 	for _, tc := range accessTokenCases {
@@ -210,7 +225,10 @@ func TestHasAccessToken(t *testing.T) {
 }
 
 func TestHasAccessTokenOrdinaryQueryDoesNotAllocate(t *testing.T) {
-	if n := testing.AllocsPerRun(100, func() { _ = HasAccessToken("page=2&sort=name&filter=open") }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() {
+		_ = HasAccessToken("page=2&sort=name&filter=open&category_name=books&subcategory=fiction%20novels")
+		_ = HasMethodOverride("page=2&sort=name&filter=open&category_name=books&subcategory=fiction%20novels")
+	}); n != 0 {
 		t.Errorf("HasAccessToken allocates %v times, want 0", n)
 	}
 }

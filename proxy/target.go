@@ -42,6 +42,8 @@ func targetProblem(err error) string {
 	switch {
 	case errors.Is(err, policy.ErrMethod):
 		return "invalid request method: methods are upper-case tokens"
+	case errors.Is(err, policy.ErrMethodOverride):
+		return "method overrides are not accepted; send the method itself"
 	case errors.Is(err, policy.ErrHost):
 		return "invalid host"
 	case errors.Is(err, policy.ErrAmbiguousPath):

@@ -108,6 +108,8 @@ func TestRequestTargetSpellings(t *testing.T) {
 		{name: "CONNECT authority-form", line: "CONNECT app.test:443", host: "app.test:443", wantStatus: 400},
 		{name: "CONNECT origin-form", line: "CONNECT /x", host: "app.test", wantStatus: 400},
 		{name: "PRI", line: "PRI /x", host: "app.test", wantStatus: 400},
+		{name: "method override in query", line: "GET /orders?_method=DELETE", host: "app.test", wantStatus: 400},
+		{name: "encoded method override", line: "POST /x?%5Fmethod=DELETE", host: "app.test", wantStatus: 400},
 
 		// Paths that other servers read as another path.
 		{name: "trailing dot", line: "GET /admin.", host: "app.test", wantStatus: 400},
@@ -196,6 +198,7 @@ func TestForwardAuthTargetSpellings(t *testing.T) {
 		{"mixed-case original method", "/auth/verify", []string{"X-Original-Method: Post", "X-Original-Uri: /orders"}, 400},
 		{"CONNECT original method", "/auth/verify", []string{"X-Forwarded-Method: CONNECT", "X-Forwarded-Uri: /x"}, 400},
 		{"upper-case write needs token", "/auth/verify", []string{"X-Forwarded-Method: POST", "X-Forwarded-Uri: /orders"}, 401},
+		{"method override in original query", "/auth/verify", []string{"X-Forwarded-Method: GET", "X-Forwarded-Uri: /orders?_method=DELETE"}, 400},
 		// Hosts as in proxy mode.
 		{"forwarded host spelled differently", "/auth/verify", []string{"X-Forwarded-Method: GET", "X-Forwarded-Uri: /x", "X-Forwarded-Host: SECURE.example.com.:443"}, 401},
 		{"full URL host spelled differently", "/auth/verify", []string{"X-Original-Method: GET", "X-Original-URL: https://Secure.Example.com.:8443/x"}, 401},
