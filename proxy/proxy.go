@@ -150,6 +150,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v.principal != nil {
 		h.setIdentity(r.Header, v.principal)
 	}
+	r.Host = forwardHost(r.Host, t.host)
 	h.setForwarded(r, o)
 	r.URL.Path = t.path.Match
 	r.URL.RawPath = ""

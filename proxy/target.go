@@ -37,6 +37,22 @@ func newTarget(method, host, rawPath, rawQuery string, client netip.Addr) (targe
 	return target{method: pt.Method, host: pt.Host, path: pt.Path, rawQuery: pt.RawQuery, client: client}, nil
 }
 
+// forwardHost is the Host sent upstream: the canonical host the routes were
+// matched on (see policy.ParseHost), with the port the client named, so an
+// upstream that routes by host sees the host that was decided on, not
+// "Secure.Example.COM." spelled another way. The host as sent is returned
+// (no allocation) when it is already canonical.
+func forwardHost(sent, canon string) string {
+	port := ""
+	if i := strings.LastIndexByte(sent, ':'); i >= 0 && i > strings.LastIndexByte(sent, ']') && i < len(sent)-1 {
+		port = sent[i:]
+	}
+	if len(sent) == len(canon)+len(port) && strings.HasPrefix(sent, canon) && strings.HasSuffix(sent, port) {
+		return sent
+	}
+	return canon + port
+}
+
 // targetProblem is the client-facing description of a refused target.
 func targetProblem(err error) string {
 	switch {

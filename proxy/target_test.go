@@ -73,8 +73,11 @@ func TestRequestTargetSpellings(t *testing.T) {
 		{name: "host port", line: "GET /x", host: "secure.example.com:8443", wantStatus: 401},
 		{name: "host dot and port", line: "GET /x", host: "Secure.Example.COM.:8443", wantStatus: 401},
 		{name: "host empty port", line: "GET /x", host: "secure.example.com:", wantStatus: 401},
-		{name: "host allowed with token", line: "GET /x", host: "secure.example.com.", headers: []string{"Authorization: Bearer " + admin}, wantStatus: 200, wantMethod: "GET", wantURI: "/x", wantHost: "secure.example.com."},
+		{name: "host allowed with token", line: "GET /x", host: "Secure.Example.COM.:8443", headers: []string{"Authorization: Bearer " + admin}, wantStatus: 200, wantMethod: "GET", wantURI: "/x", wantHost: "secure.example.com:8443"},
+		{name: "host trailing dot forwarded canonical", line: "GET /x", host: "secure.example.com.", headers: []string{"Authorization: Bearer " + admin}, wantStatus: 200, wantMethod: "GET", wantURI: "/x", wantHost: "secure.example.com"},
 		{name: "ipv6 host", line: "GET /x", host: "[::1]:80", wantStatus: 200, wantMethod: "GET", wantURI: "/x", wantHost: "[::1]:80"},
+		{name: "ipv6 host canonical", line: "GET /x", host: "[0:0::1]", wantStatus: 200, wantMethod: "GET", wantURI: "/x", wantHost: "[::1]"},
+		{name: "empty port dropped", line: "GET /x", host: "app.test:", wantStatus: 200, wantMethod: "GET", wantURI: "/x", wantHost: "app.test"},
 		// Hosts that could mean two things are refused.
 		{name: "host two trailing dots", line: "GET /x", host: "secure.example.com..", wantStatus: 400},
 		{name: "host userinfo", line: "GET /x", host: "user@secure.example.com", wantStatus: 400},
@@ -234,5 +237,25 @@ func TestForwardAuthTargetSpellings(t *testing.T) {
 	}
 	if n := len(e.up.got()); n != 0 {
 		t.Errorf("forward-auth reached the upstream %d times", n)
+	}
+}
+
+func TestForwardHost(t *testing.T) {
+	for _, tc := range []struct{ sent, canon, want string }{
+		{"app.test", "app.test", "app.test"},
+		{"app.test:8080", "app.test", "app.test:8080"},
+		{"App.Test.:8080", "app.test", "app.test:8080"},
+		{"app.test.", "app.test", "app.test"},
+		{"app.test:", "app.test", "app.test"},
+		{"[::1]:80", "[::1]", "[::1]:80"},
+		{"[0::1]", "[::1]", "[::1]"},
+		{"", "", ""},
+	} {
+		if got := forwardHost(tc.sent, tc.canon); got != tc.want {
+			t.Errorf("forwardHost(%q, %q) = %q, want %q", tc.sent, tc.canon, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = forwardHost("api.example.com:8443", "api.example.com") }); n != 0 {
+		t.Errorf("forwardHost allocates %v times for a canonical host, want 0", n)
 	}
 }
