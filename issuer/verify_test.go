@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/portcullis/portcullis/claim"
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/revocation"
 )
@@ -299,8 +300,34 @@ func FuzzVerify(f *testing.F) {
 	f.Add(rawToken(f, nil, nil, `{"alg":"none","kid":"es"}`, claimsJSON(nil)))
 	f.Add("a.b.c")
 	f.Add("")
+	// Signed tokens breaking one claim or header rule each, so mutations
+	// explore around every check.
+	es := func(header, payload string) string { return rawToken(f, jwt.SigningMethodES256, ecP256, header, payload) }
+	hdr := `{"alg":"ES256","typ":"at+jwt","kid":"es"}`
+	f.Add(es(hdr, payloadWith("sub", `"bob\u0085admin"`)))
+	f.Add(es(hdr, payloadWith("sub", "\"bob\u0085admin\"")))
+	f.Add(es(hdr, payloadWith("scope", `"orders:read\u00a0portcullis:admin"`)))
+	f.Add(es(hdr, payloadWith("exp", `"4102444800"`)))
+	f.Add(es(hdr, payloadWith("nbf", `null`)))
+	f.Add(es(hdr, payloadWith("sub", `"\ud800"`)))
+	f.Add(es(hdr, payloadWith("sub", "\"\xc0\xaf\"")))
+	f.Add(es(`{"alg":"ES256","typ":"at+jwt","kid":1}`, claimsJSON(nil)))
+	f.Add(es(`{"alg":"ES256","typ":"at+jwt","kid":null}`, claimsJSON(nil)))
+	f.Add(es(`{"alg":"ES256","typ":"at+jwt"}`, claimsJSON(nil)))
 	f.Fuzz(func(t *testing.T, tok string) {
 		p, err := iss.Verify(tok)
+		if err == nil {
+			for _, s := range append([]string{p.Subject, p.ClientID, p.Issuer, p.TokenID, p.ScopeString}, p.Scopes...) {
+				if claim.HasControl(s) {
+					t.Fatalf("verified principal carries a control character: %+v", p)
+				}
+			}
+			for _, sc := range p.Scopes {
+				if !claim.ValidScope(sc) {
+					t.Fatalf("verified principal has scope %q", sc)
+				}
+			}
+		}
 		if err == nil && tok != valid {
 			// Only re-encodings of the valid token's signature could pass;
 			// they must still carry its claims.
