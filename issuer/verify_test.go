@@ -302,7 +302,9 @@ func FuzzVerify(f *testing.F) {
 	f.Add("")
 	// Signed tokens breaking one claim or header rule each, so mutations
 	// explore around every check.
-	es := func(header, payload string) string { return rawToken(f, jwt.SigningMethodES256, ecP256, header, payload) }
+	es := func(header, payload string) string {
+		return rawToken(f, jwt.SigningMethodES256, ecP256, header, payload)
+	}
 	hdr := `{"alg":"ES256","typ":"at+jwt","kid":"es"}`
 	f.Add(es(hdr, payloadWith("sub", `"bob\u0085admin"`)))
 	f.Add(es(hdr, payloadWith("sub", "\"bob\u0085admin\"")))
