@@ -377,3 +377,18 @@ func TestRevokeWithoutStoreStillChecksOwnership(t *testing.T) {
 		t.Errorf("another client's token with no revocation store = %d, want 400", rec.Code)
 	}
 }
+
+func TestTokenEndpointScopeUsesTheOneParser(t *testing.T) {
+	t.Parallel()
+	iss := newTestIssuer(t, testConfig(t), Options{})
+	for _, scope := range []string{"orders:read%C2%A0orders:write", "orders:read%09orders:write", "orders:read%E3%80%80orders:write"} {
+		rec := postForm(t, iss.TokenHandler(), "billing", "grant_type=client_credentials&scope="+scope)
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), "invalid_scope") {
+			t.Errorf("scope %s: %d %s, want 400 invalid_scope", scope, rec.Code, rec.Body)
+		}
+	}
+	rec := postForm(t, iss.TokenHandler(), "billing", "grant_type=client_credentials&scope=+orders:read++orders:write+")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"scope":"orders:read orders:write"`) {
+		t.Errorf("spaced scopes: %d %s, want 200 with the normalised scope", rec.Code, rec.Body)
+	}
+}
