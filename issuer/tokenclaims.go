@@ -38,19 +38,27 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &c.raw); err != nil || c.raw == nil {
 		return fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
-	for name, dst := range map[string]**jwt.NumericDate{"exp": &c.exp, "nbf": &c.nbf, "iat": &c.iat} {
-		if raw, ok := c.raw[name]; ok {
-			d, err := numericDate(name, raw)
+	dates := [...]struct {
+		name string
+		dst  **jwt.NumericDate
+	}{{"exp", &c.exp}, {"nbf", &c.nbf}, {"iat", &c.iat}}
+	for _, d := range dates {
+		if raw, ok := c.raw[d.name]; ok {
+			v, err := numericDate(d.name, raw)
 			if err != nil {
 				return err
 			}
-			*dst = d
+			*d.dst = v
 		}
 	}
-	for name, dst := range map[string]*string{"iss": &c.iss, "sub": &c.sub, "jti": &c.jti, "client_id": &c.clientID} {
-		if raw, ok := c.raw[name]; ok {
-			if err := json.Unmarshal(raw, dst); err != nil || raw[0] != '"' {
-				return fmt.Errorf("%w: %s is not a string", ErrMalformed, name)
+	strs := [...]struct {
+		name string
+		dst  *string
+	}{{"iss", &c.iss}, {"sub", &c.sub}, {"jti", &c.jti}, {"client_id", &c.clientID}}
+	for _, f := range strs {
+		if raw, ok := c.raw[f.name]; ok {
+			if raw[0] != '"' || json.Unmarshal(raw, f.dst) != nil {
+				return fmt.Errorf("%w: %s is not a string", ErrMalformed, f.name)
 			}
 		}
 	}
