@@ -127,8 +127,11 @@ func headerFold(name string) string {
 	return strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(name))
 }
 
-func checkClaimHeaders(c *checker, ih IdentityHeaders) {
+func checkClaimHeaders(c *checker, ih IdentityHeaders, security map[string]string) {
 	taken := map[string]string{}
+	for name := range security {
+		taken[headerFold(name)] = "security_headers." + name
+	}
 	for k, v := range map[string]string{"subject": ih.Subject, "client_id": ih.ClientID, "scopes": ih.Scopes, "issuer": ih.Issuer, "token_id": ih.TokenID} {
 		taken[headerFold(v)] = "identity_headers." + k
 	}

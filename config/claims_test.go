@@ -76,6 +76,7 @@ func TestClaimsConfigErrorsNameTheKey(t *testing.T) {
 		{"clash with subject", "identity_headers: {claims: {x_auth_subject: email}}", []string{"identity_headers.claims.x_auth_subject: x_auth_subject is also identity_headers.subject"}},
 		{"clash between claim headers", "identity_headers: {claims: {X-Email: email, x.email: mail}}", []string{"identity_headers.claims.x.email: x.email is also identity_headers.claims.X-Email"}},
 		{"reserved header", "identity_headers: {claims: {Authorization: email}}", []string{"identity_headers.claims.Authorization: Authorization is reserved"}},
+		{"clash with a security header", "identity_headers: {claims: {x-frame-options: email}}", []string{"identity_headers.claims.x-frame-options: x-frame-options is also security_headers.X-Frame-Options"}},
 		{"empty claim name", "identity_headers: {claims: {X-Email: ''}}", []string{"identity_headers.claims.X-Email: claim name \"\" is not valid"}},
 		{"every problem at once", "routes: [{path: /, claims: {a: [null], b: []}}]\nidentity_headers: {claims: {Host: x}}", []string{"routes[0].claims.a[0]", "routes[0].claims.b", "identity_headers.claims.Host"}},
 	}

@@ -140,7 +140,7 @@ func validate(cfg *Config) ([]string, []error) {
 			c.fail("identity_headers."+k, "%q is not a valid header name", v)
 		}
 	}
-	checkClaimHeaders(c, ih)
+	checkClaimHeaders(c, ih, cfg.SecurityHeaders)
 	slices.Sort(c.warnings)
 	return c.warnings, c.errs
 }

@@ -127,6 +127,9 @@ func New(o Options) (*Issuer, error) {
 	iss.scopeClaims = map[string][]string{}
 	for _, t := range cfg.TrustedIssuers {
 		iss.scopeClaims[t.Issuer] = t.ScopeClaims
+		if len(t.ScopeClaims) == 0 {
+			iss.scopeClaims[t.Issuer] = defaultScopeClaims
+		}
 	}
 	iss.claimNames = cfg.ReferencedClaims()
 	for _, name := range slices.Sorted(maps.Keys(cfg.IdentityHeaders.Claims)) {

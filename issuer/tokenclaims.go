@@ -15,8 +15,13 @@ import (
 // plausible time, and far past it would overflow time arithmetic.
 const maxNumericDate = 253402300799
 
-// ownScopeClaims is where our own tokens carry scopes (RFC 9068 §2.2.3).
-var ownScopeClaims = []string{"scope"}
+// ownScopeClaims is where our own tokens carry scopes (RFC 9068 §2.2.3);
+// defaultScopeClaims where a trusted issuer's do unless configured (the
+// config's default too: scope, then scp as Hydra, Okta and Entra ID send it).
+var (
+	ownScopeClaims     = []string{"scope"}
+	defaultScopeClaims = []string{"scope", "scp"}
+)
 
 // tokenClaims is the payload of a token being verified. It decodes itself
 // strictly, once, for every issuer: the registered claims must have their
