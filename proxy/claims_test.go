@@ -260,3 +260,44 @@ func headerFoldEq(a, b string) bool {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestOwnTokensReadStrictly: tokens in our own name, signed with our key,
+// that break a claim rule never reach the upstream.
+func TestOwnTokensReadStrictly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	exp := itoa(time.Now().Add(time.Hour).Unix())
+	own := func(header, payload string) string { return forge(t, jwt.SigningMethodES256, testKey, header, payload) }
+	hdr := `{"alg":"ES256","typ":"at+jwt","kid":"es"}`
+	base := `"iss":"` + testIssuer + `","aud":"orders-api","exp":` + exp
+	for name, tok := range map[string]string{
+		"U+00A0 joins admin to a granted scope": own(hdr, `{`+base+`,"sub":"m","scope":"orders:read\u00a0admin"}`),
+		"U+0085 in sub":                         own(hdr, `{`+base+`,"sub":"m\u0085","scope":"admin"}`),
+		"string exp":                            own(hdr, `{"iss":"`+testIssuer+`","aud":"orders-api","exp":"`+exp+`","sub":"m","scope":"admin"}`),
+		"string iat":                            own(hdr, `{`+base+`,"iat":"0","sub":"m","scope":"admin"}`),
+		"numeric kid":                           own(`{"alg":"ES256","typ":"at+jwt","kid":0}`, `{`+base+`,"sub":"m","scope":"admin"}`),
+		"null kid":                              own(`{"alg":"ES256","typ":"at+jwt","kid":null}`, `{`+base+`,"sub":"m","scope":"admin"}`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.up.reset()
+			resp, body := e.raw(t, "GET", "/admin", "Authorization: Bearer "+tok)
+			if resp.StatusCode != 401 || !strings.Contains(body, "invalid_token") {
+				t.Errorf("status %d %s, want 401 invalid_token", resp.StatusCode, body)
+			}
+			if got := e.up.got(); len(got) != 0 {
+				t.Errorf("upstream received %d requests", len(got))
+			}
+		})
+	}
+	// The same shapes, well-formed, pass: the refusals above are the rules,
+	// not the test's tokens.
+	e.up.reset()
+	ok := own(`{"alg":"ES256","typ":"at+jwt"}`, `{`+base+`,"sub":"m","scope":"  admin   orders:read "}`)
+	resp, body := e.raw(t, "GET", "/admin", "Authorization: Bearer "+ok)
+	if resp.StatusCode != 200 {
+		t.Fatalf("kid-less token with the one ES256 key: %d %s", resp.StatusCode, body)
+	}
+	if got := e.up.got(); len(got) != 1 || got[0].header.Get("X-Auth-Scopes") != "admin orders:read" {
+		t.Errorf("upstream saw %+v, want X-Auth-Scopes \"admin orders:read\"", got)
+	}
+}
