@@ -40,20 +40,22 @@ type Options struct {
 // safe for concurrent use; a new configuration means a new Issuer, which also
 // drops the credential and token caches.
 type Issuer struct {
-	url          string
-	ttl          time.Duration
-	skew         time.Duration
-	audience     []string
-	signing      *Key
-	keys         []*Key
-	keysByID     map[string]*Key
-	algs         map[string]bool // every algorithm some key is pinned to
-	remotes      map[string]*remoteIssuer
-	parser       *jwt.Parser
-	cache        *tokenCache
-	clients      *clientAuth
-	revoked      *revocation.Store
-	admin        string
+	url      string
+	ttl      time.Duration
+	skew     time.Duration
+	audience []string
+	signing  *Key
+	keys     []*Key
+	keysByID map[string]*Key
+	algs     map[string]bool // every algorithm some key is pinned to
+	remotes  map[string]*remoteIssuer
+	parser   *jwt.Parser
+	cache    *tokenCache
+	clients  *clientAuth
+	revoked  *revocation.Store
+	admin    string
+
+	// How claims are read (see tokenclaims.go).
 	scopeClaims  map[string][]string // trusted issuer URL → its scope_claims
 	claimNames   []string            // claims routes and headers refer to
 	claimHeaders []claimHeader       // identity_headers.claims, by header name
