@@ -134,3 +134,36 @@ func (e *Events) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Handler returns a handler that writes a record to next only when Admit
+// allows its kind, so a logger that request traffic can trigger at will
+// (net/http's server error log: one line per request whose query holds a
+// ';', per failed TLS handshake) is summarised like security events.
+func (e *Events) Handler(kind string, next slog.Handler) slog.Handler {
+	return &eventsHandler{e: e, kind: kind, next: next}
+}
+
+type eventsHandler struct {
+	e    *Events
+	kind string
+	next slog.Handler
+}
+
+func (h *eventsHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
+
+func (h *eventsHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.e.Admit(h.kind) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h *eventsHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &eventsHandler{e: h.e, kind: h.kind, next: h.next.WithAttrs(as)}
+}
+
+func (h *eventsHandler) WithGroup(name string) slog.Handler {
+	return &eventsHandler{e: h.e, kind: h.kind, next: h.next.WithGroup(name)}
+}

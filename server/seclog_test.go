@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -148,5 +150,54 @@ func TestHugeClientIDIsNotLoggedWhole(t *testing.T) {
 	defer sink.mu.Unlock()
 	if sink.buf.Len() > 8<<10 {
 		t.Errorf("log holds %d bytes after four requests", sink.buf.Len())
+	}
+}
+
+// TestServerErrorLogIsSummarised: net/http writes one error-log line per
+// failed TLS handshake, which anyone can cause; a flood of them is
+// summarised like security events.
+func TestServerErrorLogIsSummarised(t *testing.T) {
+	t.Parallel()
+	sink := &syncBuffer{}
+	s := loggedServer(t, sink)
+	ts := httptest.NewUnstartedServer(s.Handler())
+	ts.Config = s.httpServer(s.Handler())
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	const n = 100
+	for i := 0; i < n; i++ {
+		conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")) // plain HTTP to a TLS port
+		_, _ = io.Copy(io.Discard, conn)                               // until the server hangs up
+		conn.Close()
+	}
+	// The server logs a handshake error after closing the connection; wait
+	// until every one is accounted for (written or suppressed).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s.events.Flush()
+		written, suppressed := 0, 0
+		for _, r := range sink.records(t) {
+			msg, _ := r["msg"].(string)
+			switch {
+			case r["event"] == "http server error":
+				suppressed += int(r["suppressed"].(float64))
+			case strings.Contains(msg, "TLS handshake error"):
+				written++
+			}
+		}
+		if written+suppressed == n {
+			if written > 2*seclog.DefaultPerWindow {
+				t.Errorf("%d handshake-error lines written, want at most %d", written, 2*seclog.DefaultPerWindow)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d written + %d suppressed handshake errors, want %d accounted for", written, suppressed, n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -290,6 +290,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// net/http logs some request-triggered conditions once per request
+		// (a ';' in the query, a failed TLS handshake): summarised, not a
+		// line each.
+		ErrorLog: slog.NewLogLogger(s.events.Handler("http server error", s.log.Handler()), slog.LevelWarn),
 	}
 }
