@@ -96,8 +96,11 @@ func checkScopeClaims(c *checker, p string, names []string) {
 }
 
 func checkRouteClaims(c *checker, p string, r Route) {
-	if len(r.Claims) > 0 && r.Auth == "none" {
+	switch {
+	case len(r.Claims) > 0 && r.Auth == "none":
 		c.fail(p+".claims", "auth: none ignores tokens, so claims can never be checked; use auth: required")
+	case len(r.Claims) > 0 && r.Auth == "optional":
+		c.warn(p+".claims", "auth: optional lets requests without a token through; claims are checked only when a token is sent")
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.Claims)) {
 		cp := p + ".claims." + name
