@@ -40,6 +40,7 @@ type Principal struct {
 	claims       []namedClaim
 	claimHeaders []string
 	cacheUntil   time.Time
+	size         int // estimated bytes held, for the cache's byte bound
 }
 
 // HasScope reports whether the token carries scope s.
@@ -236,7 +237,37 @@ func (iss *Issuer) verifyUncached(token string, now time.Time) (*Principal, erro
 		p.Subject = p.ClientID
 	}
 	p.cacheUntil = p.Expiry.Add(iss.skew)
+	p.size = p.footprint()
 	return p, nil
+}
+
+// Footprint estimates: a string header or slice element costs 16 bytes, a
+// claim value 40, and the Principal itself with its slices a few hundred.
+const (
+	principalOverhead = 320
+	stringOverhead    = 16
+	valueOverhead     = 40
+)
+
+// footprint estimates the bytes a cached principal holds.
+func (p *Principal) footprint() int {
+	n := principalOverhead + len(p.Subject) + len(p.ClientID) + len(p.Issuer) + len(p.TokenID) + len(p.ScopeString)
+	for _, s := range p.Scopes {
+		n += stringOverhead + len(s)
+	}
+	for _, a := range p.Audience {
+		n += stringOverhead + len(a)
+	}
+	for _, c := range p.claims {
+		n += 2*stringOverhead + len(c.name)
+		for _, v := range c.claim.Values {
+			n += valueOverhead + len(v.Text)
+		}
+	}
+	for _, h := range p.claimHeaders {
+		n += stringOverhead + len(h)
+	}
+	return n
 }
 
 // ownKey picks our key for the token: by kid, or, for a token without one,

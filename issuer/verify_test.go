@@ -204,6 +204,44 @@ func TestTokenCacheStaysBounded(t *testing.T) {
 	}
 }
 
+// TestTokenCacheBoundedInBytes: principals holding large claims fill the
+// cache's byte budget, not its entry count; one larger than a shard's share
+// is not cached at all.
+func TestTokenCacheBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache()
+	big := &Principal{cacheUntil: t0.Add(time.Hour), size: 100 << 10}
+	for i := 0; i < cacheMaxEntries; i++ {
+		c.put(cacheKey(fmt.Sprint(i)), big, t0)
+	}
+	total, n := 0, 0
+	for i := range c.shards {
+		total += c.shards[i].bytes
+		n += len(c.shards[i].entries)
+		sum := 0
+		for _, e := range c.shards[i].entries {
+			sum += e.size
+		}
+		if sum != c.shards[i].bytes {
+			t.Fatalf("shard %d counts %d bytes, entries hold %d", i, c.shards[i].bytes, sum)
+		}
+	}
+	if total > cacheMaxBytes {
+		t.Errorf("cache holds %d bytes in %d entries, bound is %d", total, n, cacheMaxBytes)
+	}
+	huge := &Principal{cacheUntil: t0.Add(time.Hour), size: cacheMaxBytes/cacheShards + 1}
+	c.put(cacheKey("huge"), huge, t0)
+	if c.get(cacheKey("huge"), t0) != nil {
+		t.Error("a principal larger than a shard's share was cached")
+	}
+	// The footprint counts kept claims.
+	small := (&Principal{}).footprint()
+	withClaims := (&Principal{claims: []namedClaim{{name: "groups", claim: claim.Claim{Values: make([]claim.Value, 1000)}}}}).footprint()
+	if withClaims < small+1000*valueOverhead {
+		t.Errorf("footprint with 1000 claim values %d, without %d", withClaims, small)
+	}
+}
+
 // TestTrustedIssuerRotation serves a JWKS that rotates: a token signed by a
 // new key is accepted after one refetch; an outage keeps the last good keys.
 func TestTrustedIssuerRotation(t *testing.T) {
