@@ -74,6 +74,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.decode(n, v.Elem(), path)
 		return
 	}
+	if v.Type() == claimValuesType {
+		d.decodeClaimValues(n, v, path)
+		return
+	}
 	if v.CanAddr() && v.Addr().Type().Implements(textUnmarshaler) {
 		s, ok := d.scalar(n, path)
 		if !ok {

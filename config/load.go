@@ -249,6 +249,9 @@ func applyDefaults(c *Config) {
 		if len(t.Audience) == 0 {
 			t.Audience = c.Audience
 		}
+		if len(t.ScopeClaims) == 0 {
+			t.ScopeClaims = []string{"scope", "scp"}
+		}
 	}
 	if c.ClockSkew == 0 {
 		c.ClockSkew = Duration(30 * time.Second)

@@ -88,6 +88,9 @@ type TrustedIssuer struct {
 	Algorithms  []string `yaml:"algorithms"`
 	Audience    []string `yaml:"audience"`
 	RequireType *bool    `yaml:"require_type"`
+	// ScopeClaims names the claims that carry scopes, tried in order: the
+	// first present and not null is read (default [scope, scp]).
+	ScopeClaims []string `yaml:"scope_claims"`
 }
 
 // Route is one entry of the routing table; the first match wins.
@@ -99,6 +102,8 @@ type Route struct {
 	Scopes    []string `yaml:"scopes"`
 	Audience  []string `yaml:"audience"`
 	RateLimit *Limit   `yaml:"rate_limit"`
+	// Claims requires each named claim to hold one of the listed values.
+	Claims map[string]ClaimValues `yaml:"claims"`
 }
 
 // Limit is a token-bucket limit: Requests per Per sustained, Burst at once.
@@ -138,6 +143,8 @@ type IdentityHeaders struct {
 	Scopes   string `yaml:"scopes"`
 	Issuer   string `yaml:"issuer"`
 	TokenID  string `yaml:"token_id"`
+	// Claims maps a header name to the claim whose value it carries.
+	Claims map[string]string `yaml:"claims"`
 }
 
 // Admin configures the admin API.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis/portcullis/claim"
 )
 
 // Algorithms lists the signing algorithms a key may be pinned to.
@@ -89,6 +91,7 @@ func validate(cfg *Config) ([]string, []error) {
 				c.fail(fmt.Sprintf("%s.algorithms[%d]", p, j), "%q is not one of ES256, ES384, RS256, PS256, EdDSA", a)
 			}
 		}
+		checkScopeClaims(c, p+".scope_claims", t.ScopeClaims)
 	}
 	if cfg.ClockSkew < 0 || cfg.ClockSkew.D() > 5*time.Minute {
 		c.fail("clock_skew", "must be between 0s and 5m, got %s", cfg.ClockSkew.D())
@@ -137,6 +140,7 @@ func validate(cfg *Config) ([]string, []error) {
 			c.fail("identity_headers."+k, "%q is not a valid header name", v)
 		}
 	}
+	checkClaimHeaders(c, ih, cfg.SecurityHeaders)
 	slices.Sort(c.warnings)
 	return c.warnings, c.errs
 }
@@ -250,6 +254,7 @@ func checkRoute(c *checker, p string, r Route) {
 		}
 	}
 	checkLimit(c, p+".rate_limit", r.RateLimit)
+	checkRouteClaims(c, p, r)
 }
 
 func checkLimit(c *checker, p string, l *Limit) {
@@ -331,16 +336,6 @@ func validToken(s string) bool {
 	return true
 }
 
-// validScope reports whether s is a scope-token (RFC 6749 §3.3).
-func validScope(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
+// validScope reports whether s is a scope-token (RFC 6749 §3.3); the one
+// definition lives in package claim, beside the parser tokens go through.
+func validScope(s string) bool { return claim.ValidScope(s) }

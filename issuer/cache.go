@@ -8,11 +8,15 @@ import (
 )
 
 // Cache bounds. 64 shards keep lock contention negligible on the request
-// path; 16,384 entries of a few hundred bytes each cap the cache near 8 MiB
-// however many distinct tokens a flood sends.
+// path; 16,384 entries, and at most 32 MiB of principals by their estimated
+// footprint (a token may be 8 KiB, and a principal keeps its identity
+// strings and the claims routes and headers refer to), however many
+// distinct tokens a flood sends. A principal too large for a shard's share
+// is verified every time instead of cached.
 const (
 	cacheShards     = 64
 	cacheMaxEntries = 16384
+	cacheMaxBytes   = 32 << 20
 )
 
 // tokenCache remembers tokens whose signature and claims were verified, so a
@@ -27,6 +31,7 @@ type tokenCache struct {
 type cacheShard struct {
 	mu      sync.RWMutex
 	entries map[[32]byte]*Principal
+	bytes   int // sum of the entries' footprints
 }
 
 func newTokenCache() *tokenCache {
@@ -60,24 +65,36 @@ func (c *tokenCache) get(k [32]byte, now time.Time) *Principal {
 }
 
 func (c *tokenCache) put(k [32]byte, p *Principal, now time.Time) {
+	const maxEntries, maxBytes = cacheMaxEntries / cacheShards, cacheMaxBytes / cacheShards
+	if p.size > maxBytes {
+		return
+	}
 	s := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.entries) >= cacheMaxEntries/cacheShards {
-		// Drop expired entries first; if the shard is still full, drop an
-		// arbitrary one (Go's map order is randomised), which keeps the
+	if old := s.entries[k]; old != nil {
+		s.bytes -= old.size
+		delete(s.entries, k)
+	}
+	full := func() bool { return len(s.entries) >= maxEntries || s.bytes+p.size > maxBytes }
+	if full() {
+		// Drop expired entries first; if the shard is still full, drop
+		// arbitrary ones (Go's map order is randomised), which keeps the
 		// bound without a per-entry LRU list.
 		for key, e := range s.entries {
 			if !now.Before(e.cacheUntil) {
+				s.bytes -= e.size
 				delete(s.entries, key)
 			}
 		}
-		for key := range s.entries {
-			if len(s.entries) < cacheMaxEntries/cacheShards {
+		for key, e := range s.entries {
+			if !full() {
 				break
 			}
+			s.bytes -= e.size
 			delete(s.entries, key)
 		}
 	}
 	s.entries[k] = p
+	s.bytes += p.size
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -52,6 +54,11 @@ type Issuer struct {
 	clients  *clientAuth
 	revoked  *revocation.Store
 	admin    string
+
+	// How claims are read (see tokenclaims.go).
+	scopeClaims  map[string][]string // trusted issuer URL → its scope_claims
+	claimNames   []string            // claims routes and headers refer to
+	claimHeaders []claimHeader       // identity_headers.claims, by header name
 
 	log         *slog.Logger
 	secLog      func(*http.Request, string, ...any)
@@ -119,6 +126,17 @@ func New(o Options) (*Issuer, error) {
 		}
 	}
 	iss.algs = algs
+	iss.scopeClaims = map[string][]string{}
+	for _, t := range cfg.TrustedIssuers {
+		iss.scopeClaims[t.Issuer] = t.ScopeClaims
+		if len(t.ScopeClaims) == 0 {
+			iss.scopeClaims[t.Issuer] = defaultScopeClaims
+		}
+	}
+	iss.claimNames = cfg.ReferencedClaims()
+	for _, name := range slices.Sorted(maps.Keys(cfg.IdentityHeaders.Claims)) {
+		iss.claimHeaders = append(iss.claimHeaders, claimHeader{header: http.CanonicalHeaderKey(name), claim: cfg.IdentityHeaders.Claims[name]})
+	}
 	methods := make([]string, 0, len(algs))
 	for a := range algs {
 		methods = append(methods, a)
@@ -131,6 +149,17 @@ func New(o Options) (*Issuer, error) {
 		jwt.WithTimeFunc(o.Now),
 	)
 	return iss, nil
+}
+
+// ClaimHeaderNames lists the canonical names of the identity headers that
+// carry claims (identity_headers.claims), in the order of
+// Principal.ClaimHeaderValues.
+func (iss *Issuer) ClaimHeaderNames() []string {
+	names := make([]string, len(iss.claimHeaders))
+	for i, h := range iss.claimHeaders {
+		names[i] = h.header
+	}
+	return names
 }
 
 // MaxTokenLifetime is how long a revocation must be remembered: the longest

@@ -32,12 +32,21 @@ func (iss *Issuer) RevokeHandler() http.Handler {
 			return
 		}
 		p, err := iss.Verify(tok)
-		if err != nil || iss.revoked == nil {
+		if err != nil {
 			w.WriteHeader(http.StatusOK) // RFC 7009 §2.2: invalid tokens are not an error
 			return
 		}
-		if p.ClientID != c.id {
-			writeOAuthError(w, badRequest("unauthorized_client", "the token was issued to another client"))
+		// RFC 7009 §2.1: the server verifies that the token was issued to
+		// the client making the request. Only tokens this issuer minted
+		// qualify: a trusted issuer's token whose client_id happens to equal
+		// this client's id was issued to some other party, and is left
+		// untouched.
+		if p.Issuer != iss.url || p.ClientID != c.id {
+			writeOAuthError(w, badRequest("unauthorized_client", "the token was not issued by this server to this client"))
+			return
+		}
+		if iss.revoked == nil {
+			w.WriteHeader(http.StatusOK)
 			return
 		}
 		if err := iss.revoked.RevokeToken(r.Context(), p.TokenID, p.Expiry); err != nil {

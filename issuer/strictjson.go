@@ -3,9 +3,11 @@ package issuer
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
+
+	"github.com/portcullis/portcullis/claim"
 )
 
 // maxJSONDepth bounds nesting so a crafted token cannot make the check deep.
@@ -14,9 +16,18 @@ const maxJSONDepth = 16
 // checkStrictJSON refuses what encoding/json silently accepts but another
 // parser might read differently: duplicate object keys (RFC 7519 §4 lets a
 // recipient reject them; two parsers picking different duplicates is a known
-// bypass), and control characters inside strings, which would travel into
-// identity headers and logs.
+// bypass), invalid UTF-8 and unpaired surrogate escapes (which encoding/json
+// turns into U+FFFD while others keep or refuse them; RFC 8259 §8.1), and
+// control characters (C0, DEL and C1, raw or \u-escaped: strings are checked
+// after decoding) inside strings, which would travel into identity headers
+// and logs.
 func checkStrictJSON(data []byte) error {
+	if !utf8.Valid(data) {
+		return fmt.Errorf("%w: JSON is not valid UTF-8", ErrMalformed)
+	}
+	if err := checkSurrogates(data); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	type frame struct {
@@ -49,7 +60,7 @@ func checkStrictJSON(data []byte) error {
 			}
 			continue
 		case string:
-			if hasControl(t) {
+			if claim.HasControl(t) {
 				return fmt.Errorf("%w: control character in a string", ErrMalformed)
 			}
 			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expect {
@@ -66,16 +77,71 @@ func checkStrictJSON(data []byte) error {
 		}
 	}
 	if len(stack) != 0 {
-		return errors.New("unbalanced JSON")
+		return fmt.Errorf("%w: unbalanced JSON", ErrMalformed)
 	}
 	return nil
 }
 
-func hasControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return true
+// checkSurrogates walks the JSON text's string escapes and refuses a \u
+// escape of a UTF-16 surrogate that is not part of a high-low pair.
+func checkSurrogates(data []byte) error {
+	inString := false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			if i+1 >= len(data) {
+				return nil // the decoder reports the truncation
+			}
+			i++
+			if data[i] != 'u' {
+				continue
+			}
+			r, ok := hex4(data, i+1)
+			if !ok {
+				return nil // the decoder reports the bad escape
+			}
+			i += 4
+			switch {
+			case r >= 0xdc00 && r <= 0xdfff:
+				return fmt.Errorf("%w: unpaired surrogate escape in a string", ErrMalformed)
+			case r >= 0xd800 && r <= 0xdbff:
+				lo, ok := rune(0), false
+				if i+2 < len(data) && data[i+1] == '\\' && data[i+2] == 'u' {
+					lo, ok = hex4(data, i+3)
+				}
+				if !ok || lo < 0xdc00 || lo > 0xdfff {
+					return fmt.Errorf("%w: unpaired surrogate escape in a string", ErrMalformed)
+				}
+				i += 6
+			}
 		}
 	}
-	return false
+	return nil
+}
+
+func hex4(data []byte, at int) (rune, bool) {
+	if at+4 > len(data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[at : at+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/portcullis/portcullis/claim"
 )
 
 // maxFormBytes bounds a /token, /revoke or /introspect body: these forms are
@@ -182,7 +184,12 @@ func (iss *Issuer) TokenHandler() http.Handler {
 		}
 		scopes := c.scopes
 		if form.Has("scope") {
-			scopes = strings.Fields(form.Get("scope"))
+			var err error
+			// The one scope parser (RFC 6749 §3.3), as for tokens we verify.
+			if scopes, err = claim.ParseScope(form.Get("scope")); err != nil {
+				writeOAuthError(w, badRequest("invalid_scope", "scope must be scope-tokens separated by spaces (RFC 6749 §3.3)"))
+				return
+			}
 			for _, s := range scopes {
 				if !slices.Contains(c.scopes, s) {
 					writeOAuthError(w, badRequest("invalid_scope", "scope "+s+" is not granted to this client"))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/portcullis/portcullis/claim"
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/revocation"
 )
@@ -82,7 +83,6 @@ func TestVerifySecurityCases(t *testing.T) {
 		{"HS256 with ES256 public key", rawToken(t, jwt.SigningMethodHS256, esPubPEM, `{"alg":"HS256","typ":"at+jwt","kid":"es"}`, claimsJSON(nil)), ErrAlgorithm},
 		{"RS256 token on the ES256 kid", rawToken(t, jwt.SigningMethodRS256, rsa2048, `{"alg":"RS256","typ":"at+jwt","kid":"es"}`, claimsJSON(nil)), ErrAlgorithm},
 		{"unknown kid", rawToken(t, es, ecP256, hdr("nope", ""), claimsJSON(nil)), ErrUnknownKey},
-		{"no kid", rawToken(t, es, ecP256, `{"alg":"ES256","typ":"at+jwt"}`, claimsJSON(nil)), ErrUnknownKey},
 		{"jku header", rawToken(t, es, ecP256, hdr("es", `,"jku":"https://evil/jwks"`), claimsJSON(nil)), ErrForbiddenHeader},
 		{"x5u header", rawToken(t, es, ecP256, hdr("es", `,"x5u":"https://evil/c"`), claimsJSON(nil)), ErrForbiddenHeader},
 		{"jwk header", rawToken(t, es, ecP256, hdr("es", `,"jwk":{"kty":"EC"}`), claimsJSON(nil)), ErrForbiddenHeader},
@@ -204,6 +204,44 @@ func TestTokenCacheStaysBounded(t *testing.T) {
 	}
 }
 
+// TestTokenCacheBoundedInBytes: principals holding large claims fill the
+// cache's byte budget, not its entry count; one larger than a shard's share
+// is not cached at all.
+func TestTokenCacheBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache()
+	big := &Principal{cacheUntil: t0.Add(time.Hour), size: 100 << 10}
+	for i := 0; i < cacheMaxEntries; i++ {
+		c.put(cacheKey(fmt.Sprint(i)), big, t0)
+	}
+	total, n := 0, 0
+	for i := range c.shards {
+		total += c.shards[i].bytes
+		n += len(c.shards[i].entries)
+		sum := 0
+		for _, e := range c.shards[i].entries {
+			sum += e.size
+		}
+		if sum != c.shards[i].bytes {
+			t.Fatalf("shard %d counts %d bytes, entries hold %d", i, c.shards[i].bytes, sum)
+		}
+	}
+	if total > cacheMaxBytes {
+		t.Errorf("cache holds %d bytes in %d entries, bound is %d", total, n, cacheMaxBytes)
+	}
+	huge := &Principal{cacheUntil: t0.Add(time.Hour), size: cacheMaxBytes/cacheShards + 1}
+	c.put(cacheKey("huge"), huge, t0)
+	if c.get(cacheKey("huge"), t0) != nil {
+		t.Error("a principal larger than a shard's share was cached")
+	}
+	// The footprint counts kept claims.
+	small := (&Principal{}).footprint()
+	withClaims := (&Principal{claims: []namedClaim{{name: "groups", claim: claim.Claim{Values: make([]claim.Value, 1000)}}}}).footprint()
+	if withClaims < small+1000*valueOverhead {
+		t.Errorf("footprint with 1000 claim values %d, without %d", withClaims, small)
+	}
+}
+
 // TestTrustedIssuerRotation serves a JWKS that rotates: a token signed by a
 // new key is accepted after one refetch; an outage keeps the last good keys.
 func TestTrustedIssuerRotation(t *testing.T) {
@@ -300,8 +338,36 @@ func FuzzVerify(f *testing.F) {
 	f.Add(rawToken(f, nil, nil, `{"alg":"none","kid":"es"}`, claimsJSON(nil)))
 	f.Add("a.b.c")
 	f.Add("")
+	// Signed tokens breaking one claim or header rule each, so mutations
+	// explore around every check.
+	es := func(header, payload string) string {
+		return rawToken(f, jwt.SigningMethodES256, ecP256, header, payload)
+	}
+	hdr := `{"alg":"ES256","typ":"at+jwt","kid":"es"}`
+	f.Add(es(hdr, payloadWith("sub", `"bob\u0085admin"`)))
+	f.Add(es(hdr, payloadWith("sub", "\"bob\u0085admin\"")))
+	f.Add(es(hdr, payloadWith("scope", `"orders:read\u00a0portcullis:admin"`)))
+	f.Add(es(hdr, payloadWith("exp", `"4102444800"`)))
+	f.Add(es(hdr, payloadWith("nbf", `null`)))
+	f.Add(es(hdr, payloadWith("sub", `"\ud800"`)))
+	f.Add(es(hdr, payloadWith("sub", "\"\xc0\xaf\"")))
+	f.Add(es(`{"alg":"ES256","typ":"at+jwt","kid":1}`, claimsJSON(nil)))
+	f.Add(es(`{"alg":"ES256","typ":"at+jwt","kid":null}`, claimsJSON(nil)))
+	f.Add(es(`{"alg":"ES256","typ":"at+jwt"}`, claimsJSON(nil)))
 	f.Fuzz(func(t *testing.T, tok string) {
 		p, err := iss.Verify(tok)
+		if err == nil {
+			for _, s := range append([]string{p.Subject, p.ClientID, p.Issuer, p.TokenID, p.ScopeString}, p.Scopes...) {
+				if claim.HasControl(s) {
+					t.Fatalf("verified principal carries a control character: %+v", p)
+				}
+			}
+			for _, sc := range p.Scopes {
+				if !claim.ValidScope(sc) {
+					t.Fatalf("verified principal has scope %q", sc)
+				}
+			}
+		}
 		if err == nil && tok != valid {
 			// Only re-encodings of the valid token's signature could pass;
 			// they must still carry its claims.

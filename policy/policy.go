@@ -1,13 +1,15 @@
 // Package policy decides what a request may do. It is pure: routes are
 // compiled once into an immutable table, and Decide looks only at the route
-// and the caller's scopes. No I/O, no JWT, no Redis.
+// and the caller's scopes and claims. No I/O, no JWT, no Redis.
 package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/portcullis/portcullis/claim"
 	"github.com/portcullis/portcullis/config"
 )
 
@@ -35,6 +37,8 @@ type Route struct {
 	Auth     Auth
 	Scopes   []string
 	Audience []string
+	// Claims are the route's claim requirements, sorted by name.
+	Claims []ClaimRequirement
 	// Limit is the route's own rate limit; nil means the default applies.
 	Limit *config.Limit
 }
@@ -62,6 +66,9 @@ func Compile(routes []config.Route) (*Table, []string, error) {
 		cr := &Route{
 			Name: r.Path, Index: i, prefix: strings.TrimRight(r.Path, "/"), methods: r.Methods,
 			host: host, Scopes: r.Scopes, Audience: r.Audience, Limit: r.RateLimit,
+		}
+		for _, name := range slices.Sorted(maps.Keys(r.Claims)) {
+			cr.Claims = append(cr.Claims, ClaimRequirement{Name: name, Values: r.Claims[name]})
 		}
 		switch r.Auth {
 		case "none":
@@ -160,18 +167,33 @@ const (
 	Allow Outcome = iota
 	// Unauthenticated: 401, a token is needed.
 	Unauthenticated
-	// Forbidden: 403, the token lacks a scope or audience.
+	// Forbidden: 403 insufficient_scope, the token lacks a scope or
+	// audience.
 	Forbidden
+	// Denied: 403 access_denied, a claim requirement is not met.
+	Denied
 )
+
+// ClaimRequirement demands that the claim Name hold one of Values.
+type ClaimRequirement struct {
+	Name   string
+	Values []claim.Value
+}
 
 // Caller is what policy needs to know about a verified token.
 type Caller interface {
 	HasScope(string) bool
 	InAudience(string) bool
+	// Claim returns the named claim (looked up whole, then as a dotted
+	// path) and whether the token has it.
+	Claim(name string) (claim.Claim, bool)
 }
 
 // Decide applies the route to the caller (nil when no valid token was
 // presented) and returns the outcome and, for Forbidden, the missing scope.
+// Scopes are checked before claims, so a token lacking both learns about
+// the scope it can ask for. An anonymous caller on an optional route is
+// allowed without claims, as without scopes.
 func Decide(r *Route, c Caller) (Outcome, string) {
 	if r.Auth == AuthNone {
 		return Allow, ""
@@ -189,6 +211,12 @@ func Decide(r *Route, c Caller) (Outcome, string) {
 	}
 	if len(r.Audience) > 0 && !slices.ContainsFunc(r.Audience, c.InAudience) {
 		return Forbidden, ""
+	}
+	for i := range r.Claims {
+		req := &r.Claims[i]
+		if got, ok := c.Claim(req.Name); !ok || !got.Matches(req.Values) {
+			return Denied, ""
+		}
 	}
 	return Allow, ""
 }

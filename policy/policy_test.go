@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/portcullis/portcullis/claim"
 	"github.com/portcullis/portcullis/config"
 )
 
@@ -71,7 +72,8 @@ func (c caller) HasScope(s string) bool {
 	}
 	return false
 }
-func (c caller) InAudience(string) bool { return true }
+func (c caller) InAudience(string) bool           { return true }
+func (c caller) Claim(string) (claim.Claim, bool) { return claim.Claim{}, false }
 
 func TestDecide(t *testing.T) {
 	t.Parallel()

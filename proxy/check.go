@@ -92,6 +92,12 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start
 		h.secLog(r, "insufficient scope", "sub", v.principal.Subject, "route", route.Name, "required", scope)
 		forbidden(w, scope)
 		return v, false
+	case policy.Denied:
+		h.metrics.AuthFailures.WithLabelValues("access_denied").Inc()
+		h.finish(start, "forbidden")
+		h.secLog(r, "claims requirement not met", "sub", v.principal.Subject, "route", route.Name)
+		accessDenied(w)
+		return v, false
 	}
 	if !h.rateLimit(w, r, t, &v, start) {
 		return v, false

@@ -46,6 +46,7 @@ type Handler struct {
 	scrub        *headerScrubber
 	sec          *securityHeaders
 	identNames   [5]string // canonical: subject, client id, scopes, issuer, token id
+	claimNames   []string  // canonical identity_headers.claims names, as the issuer orders them
 	forwardAuthz bool
 	limits       limits
 
@@ -81,7 +82,8 @@ func New(o Options) (*Handler, error) {
 	for i, n := range h.identNames {
 		h.identNames[i] = http.CanonicalHeaderKey(n)
 	}
-	h.scrub = newHeaderScrubber(h.identNames[:])
+	h.claimNames = o.Issuer.ClaimHeaderNames()
+	h.scrub = newHeaderScrubber(append(h.identNames[:], h.claimNames...))
 	h.limits = newLimits(cfg, o.Table)
 	if cfg.Upstream != nil {
 		u, err := url.Parse(cfg.Upstream.URL)
@@ -180,13 +182,22 @@ func (h *Handler) finish(start time.Time, result string) {
 }
 
 // setIdentity sets the verified identity headers (their incoming copies were
-// scrubbed already). The five values share one backing array.
+// scrubbed already). The five values share one backing array; claim headers
+// (rendered once when the token was verified) share another.
 func (h *Handler) setIdentity(hdr http.Header, p *issuer.Principal) {
 	v := [5]string{p.Subject, p.ClientID, p.ScopeString, p.Issuer, p.TokenID}
 	vals := v[:]
 	for i, name := range h.identNames {
 		if vals[i] != "" {
 			hdr[name] = vals[i : i+1 : i+1]
+		}
+	}
+	if cv := p.ClaimHeaderValues(); len(cv) > 0 {
+		own := append([]string(nil), cv...) // never hand out the cached principal's array
+		for i, name := range h.claimNames {
+			if own[i] != "" {
+				hdr[name] = own[i : i+1 : i+1]
+			}
 		}
 	}
 }

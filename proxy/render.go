@@ -12,6 +12,7 @@ const (
 	codeInvalidToken      = "invalid_token"
 	codeUnauthorized      = "unauthorized"
 	codeInsufficientScope = "insufficient_scope"
+	codeAccessDenied      = "access_denied"
 	codeNotFound          = "not_found"
 	codeRateLimited       = "rate_limited"
 	codeBadGateway        = "bad_gateway"
@@ -60,6 +61,15 @@ func forbidden(w http.ResponseWriter, scope string) {
 	}
 	w.Header().Set(hWWWAuthenticate, v)
 	writeError(w, http.StatusForbidden, codeInsufficientScope, desc)
+}
+
+// accessDenied answers 403 access_denied: the token is valid and has its
+// scopes, but a route claim requirement is not met. No WWW-Authenticate:
+// RFC 6750 §3.1 defines insufficient_scope for scopes a client could ask
+// for, and a challenge would only invite a retry with another token of the
+// same identity, which holds the same claims.
+func accessDenied(w http.ResponseWriter) {
+	writeError(w, http.StatusForbidden, codeAccessDenied, "the token's claims do not meet this route's requirements")
 }
 
 // retryAfterSeconds rounds up: telling a client to retry before a token is

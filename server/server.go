@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/ratelimit"
 	"github.com/portcullis/portcullis/revocation"
+	"github.com/portcullis/portcullis/seclog"
 )
 
 // Server timeouts. Headers must arrive within readHeaderTimeout (slowloris);
@@ -49,6 +50,7 @@ type Server struct {
 	limiter     *ratelimit.Limiter
 	revocations *revocation.Store
 	redis       redis.UniversalClient
+	events      *seclog.Events
 
 	main  http.Handler
 	admin http.Handler
@@ -60,7 +62,10 @@ type Server struct {
 // New builds every component; it does no network I/O, so -check-config uses
 // it too. The warnings are worth printing but do not stop startup.
 func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
-	s := &Server{cfg: cfg, log: log, metrics: metrics.New()}
+	// Every log line is bounded (request-supplied values cut to 256 bytes)
+	// and security events are summarised per kind: see package seclog.
+	log = slog.New(seclog.Bound(log.Handler()))
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), events: seclog.NewEvents(log, seclog.Options{})}
 	table, warnings, err := policy.Compile(cfg.Routes)
 	if err != nil {
 		return nil, warnings, err
@@ -68,6 +73,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 	secLog := func(r *http.Request, msg string, args ...any) {}
 	if cfg.Log.ShouldSecurityLog() {
 		secLog = func(r *http.Request, msg string, args ...any) {
+			if !s.events.Admit(msg) {
+				return
+			}
 			log.Warn(msg, append([]any{"security_event", true, "request_id", r.Header.Get(HeaderRequestID)}, args...)...)
 		}
 	}
@@ -227,6 +235,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.issuer.Start(bg)
 	go s.limiter.Run(bg)
 	go s.revocations.Run(bg)
+	go s.events.Run(bg)
 
 	errc := make(chan error, len(servers))
 	for i := range servers {
@@ -281,6 +290,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// net/http logs some request-triggered conditions once per request
+		// (a ';' in the query, a failed TLS handshake): summarised, not a
+		// line each.
+		ErrorLog: slog.NewLogLogger(s.events.Handler("http server error", s.log.Handler()), slog.LevelWarn),
 	}
 }
