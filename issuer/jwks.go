@@ -34,6 +34,16 @@ type jwkSet struct {
 
 var b64 = base64.RawURLEncoding
 
+// Bounds on remote key sets. Real sets hold a handful of keys; a set of
+// thousands only makes every unknown-kid lookup and refresh cost more.
+// RSA moduli past maxRSABits would make each signature check slow (a
+// verification-cost attack), and exponents are small odd numbers in
+// practice.
+const (
+	maxJWKSKeys = 100
+	maxRSABits  = 8192
+)
+
 // publicJWK renders an asymmetric key; HS keys have no public form and are
 // never published.
 func publicJWK(k *Key) (jwk, bool) {
@@ -66,6 +76,9 @@ func parseJWKS(data []byte, allowed []string) (map[string]*Key, error) {
 	var set jwkSet
 	if err := json.Unmarshal(data, &set); err != nil {
 		return nil, fmt.Errorf("decoding JWKS: %w", err)
+	}
+	if len(set.Keys) > maxJWKSKeys {
+		return nil, fmt.Errorf("JWKS holds %d keys; at most %d are accepted", len(set.Keys), maxJWKSKeys)
 	}
 	keys := make(map[string]*Key, len(set.Keys))
 	for _, j := range set.Keys {
@@ -102,7 +115,8 @@ func keyFromJWK(j jwk, allowed []string) (*Key, error) {
 			return nil, err
 		}
 		n, e := decodeBig(j.N), decodeBig(j.E)
-		if n == nil || e == nil || !e.IsInt64() || n.BitLen() < minRSABits {
+		if n == nil || e == nil || !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 || e.Bit(0) == 0 ||
+			n.BitLen() < minRSABits || n.BitLen() > maxRSABits {
 			return nil, fmt.Errorf("key %q: bad RSA parameters", j.Kid)
 		}
 		pub = &rsa.PublicKey{N: n, E: int(e.Int64())}
