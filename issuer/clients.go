@@ -59,8 +59,8 @@ type clientAuth struct {
 	federated map[federatedID]*client
 	sources   []*jwksSource // jwks_url clients' key sets
 	fakeHash  []byte
-	sem      chan struct{}
-	macKey   [32]byte
+	sem       chan struct{}
+	macKey    [32]byte
 
 	mu    sync.RWMutex
 	cache map[[32]byte]*client
