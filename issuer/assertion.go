@@ -30,6 +30,8 @@ const (
 	maxAssertionLifetime = 5 * time.Minute
 	// maxJTIBytes bounds the jti that is hashed and recorded.
 	maxJTIBytes = 256
+	// maxLoggedID bounds a client id taken from a request into a log line.
+	maxLoggedID = 256
 )
 
 // Reasons an assertion is refused; they are logged (never sent: every
@@ -42,6 +44,24 @@ var (
 	errAssertionJTI      = errors.New("assertion lacks a jti (or it is over 256 bytes)")
 	errAssertionReplay   = errors.New("assertion jti was used before")
 )
+
+// assertionReason names why an assertion was refused, from a small closed
+// set, for the security log (an error's text could echo request content).
+func assertionReason(err error) string {
+	for _, r := range []struct {
+		err    error
+		reason string
+	}{
+		{errAssertionClient, "unknown_client"}, {errAssertionSubject, "subject"},
+		{errAssertionAudience, "audience"}, {errAssertionLifetime, "lifetime"},
+		{errAssertionJTI, "jti"}, {errAssertionReplay, "replay"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
+	}
+	return Reason(err)
+}
 
 // assertionVerifier holds what checking assertions needs beyond the issuer:
 // the parser pinned to asymmetric algorithms, the accepted audiences, and a

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -329,4 +330,42 @@ func TestUnknownClientIDs(t *testing.T) {
 	if c, _ := a.authenticate(ctx, "b\x00", long); c != nil {
 		t.Error("a client id with a control character was accepted")
 	}
+}
+
+// FuzzClientAssertion feeds arbitrary assertions to /token's assertion
+// path: it must never panic, and only a correctly signed assertion of the
+// configured client may pass.
+func FuzzClientAssertion(f *testing.F) {
+	key := newECKey(f)
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	cfg := testConfig(f)
+	cfg.Issuer.Clients = append(cfg.Issuer.Clients, config.Client{
+		ID: "reporting", Scopes: []string{"orders:read"},
+		JWKS: &config.JWKSet{Keys: []config.JWK{ecJWK(f, "r1", key)}},
+	})
+	iss := newTestIssuer(f, cfg, Options{Now: clk.now})
+	h := iss.TokenHandler()
+	valid := sign(f, jwt.SigningMethodES256, key, "r1", assertionClaims("reporting", clk.now()))
+	for _, s := range []string{valid, "a.b.c", "", "..", strings.Repeat("A", 9000),
+		"eyJhbGciOiJub25lIn0.eyJpc3MiOiJyZXBvcnRpbmciLCJzdWIiOiJyZXBvcnRpbmcifQ.",
+		"eyJhbGciOiJFUzI1NiIsImtpZCI6InIxIn0.eyJpc3MiOiJyZXBvcnRpbmciLCJpc3MiOiJ4In0.AA"} {
+		f.Add(s, "")
+		f.Add(s, "reporting")
+	}
+	f.Fuzz(func(t *testing.T, assertion, clientID string) {
+		form := assertionForm(assertion)
+		form.Set("grant_type", "client_credentials")
+		if clientID != "" {
+			form.Set("client_id", clientID)
+		}
+		req := httptest.NewRequest("POST", "/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code == 200 {
+			if _, err := jwt.Parse(assertion, func(*jwt.Token) (any, error) { return &key.PublicKey, nil }, jwt.WithValidMethods([]string{"ES256"})); err != nil && !errors.Is(err, jwt.ErrTokenExpired) {
+				t.Fatalf("accepted an assertion not signed by the client's key: %q", assertion)
+			}
+		}
+	})
 }

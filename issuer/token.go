@@ -189,7 +189,10 @@ func (iss *Issuer) authenticateByAssertion(w http.ResponseWriter, r *http.Reques
 	}
 	if err != nil {
 		iss.metrics.AuthFailures.WithLabelValues("invalid_client").Inc()
-		iss.secLog(r, "client assertion refused", "client_id", name, "reason", err.Error(), "remote", r.RemoteAddr, "path", r.URL.Path)
+		if len(name) > maxLoggedID {
+			name = name[:maxLoggedID] // request-supplied: bounded in logs
+		}
+		iss.secLog(r, "client assertion refused", "client_id", name, "reason", assertionReason(err), "remote", r.RemoteAddr, "path", r.URL.Path)
 		return nil, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "client authentication failed"}, true
 	}
 	return c, nil, true
