@@ -41,12 +41,19 @@ func requireOpenIDClient(t *testing.T) string {
 // main address and a free admin port, and waits for readiness.
 func startPortcullisConfig(t *testing.T, mainAddr, yaml string) (admin string, stderr *bytes.Buffer) {
 	t.Helper()
+	admin, stderr, _ = startPortcullisCmd(t, mainAddr, yaml)
+	return admin, stderr
+}
+
+// startPortcullisCmd is startPortcullisConfig that also returns the process.
+func startPortcullisCmd(t *testing.T, mainAddr, yaml string) (admin string, stderr *bytes.Buffer, cmd *exec.Cmd) {
+	t.Helper()
 	admin = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "-config", cfg)
+	cmd = exec.Command(binary, "-config", cfg)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BIND_ADDR=" + mainAddr, "ADMIN_BIND_ADDR=" + admin}
 	stderr = &bytes.Buffer{}
 	cmd.Stderr = stderr
@@ -60,7 +67,7 @@ func startPortcullisConfig(t *testing.T, mainAddr, yaml string) (admin string, s
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return admin, stderr
+				return admin, stderr, cmd
 			}
 		}
 		if time.Now().After(deadline) {
