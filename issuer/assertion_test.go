@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -368,4 +369,34 @@ func FuzzClientAssertion(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMetadataListsPrivateKeyJWT: RFC 8414 metadata names private_key_jwt
+// and its signing algorithms only when some client authenticates that way.
+func TestMetadataListsPrivateKeyJWT(t *testing.T) {
+	t.Parallel()
+	withKeys := testConfig(t)
+	withKeys.Issuer.Clients = append(withKeys.Issuer.Clients, config.Client{ID: "r", JWKSURL: "https://r.test/jwks"})
+	for _, c := range []struct {
+		name string
+		cfg  *config.Config
+		want bool
+	}{{"secret clients only", testConfig(t), false}, {"a jwks_url client", withKeys, true}} {
+		rec := httptest.NewRecorder()
+		newTestIssuer(t, c.cfg, Options{}).MetadataHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/oauth-authorization-server", nil))
+		var md struct {
+			Methods []string `json:"token_endpoint_auth_methods_supported"`
+			Algs    []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &md); err != nil {
+			t.Fatal(err)
+		}
+		got := slices.Contains(md.Methods, "private_key_jwt")
+		if got != c.want || (len(md.Algs) > 0) != c.want {
+			t.Errorf("%s: methods %v, algorithms %v; want private_key_jwt listed: %v", c.name, md.Methods, md.Algs, c.want)
+		}
+		if c.want && (slices.Contains(md.Algs, "HS256") || !slices.Contains(md.Algs, "ES256")) {
+			t.Errorf("%s: algorithms %v, want asymmetric ones only", c.name, md.Algs)
+		}
+	}
 }
