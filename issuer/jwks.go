@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -73,15 +74,12 @@ func publicJWK(k *Key) (jwk, bool) {
 // algorithm its type fits. Keys that fit none are skipped, not fatal, so one
 // odd key (an encryption key, say) does not lose the whole set.
 func parseJWKS(data []byte, allowed []string) (map[string]*Key, error) {
-	var set jwkSet
-	if err := json.Unmarshal(data, &set); err != nil {
+	set, err := decodeJWKS(data)
+	if err != nil {
 		return nil, fmt.Errorf("decoding JWKS: %w", err)
 	}
-	if len(set.Keys) > maxJWKSKeys {
-		return nil, fmt.Errorf("JWKS holds %d keys; at most %d are accepted", len(set.Keys), maxJWKSKeys)
-	}
-	keys := make(map[string]*Key, len(set.Keys))
-	for _, j := range set.Keys {
+	keys := make(map[string]*Key, len(set))
+	for _, j := range set {
 		if j.Kid == "" || (j.Use != "" && j.Use != "sig") {
 			continue
 		}
@@ -93,6 +91,58 @@ func parseJWKS(data []byte, allowed []string) (map[string]*Key, error) {
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("JWKS holds no usable signing key with a kid")
+	}
+	return keys, nil
+}
+
+// decodeJWKS reads the "keys" array one key at a time and stops past
+// maxJWKSKeys: decoding a 1 MiB document of empty objects in one go would
+// allocate tens of MiB before its length could be checked.
+func decodeJWKS(data []byte) ([]jwk, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	var keys []jwk
+	seen := false
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if name != "keys" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if seen {
+			return nil, errors.New(`"keys" appears twice`)
+		}
+		seen = true
+		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+			return nil, errors.New(`"keys" is not an array`)
+		}
+		for dec.More() {
+			if len(keys) == maxJWKSKeys {
+				return nil, fmt.Errorf("more than %d keys", maxJWKSKeys)
+			}
+			var j jwk
+			if err := dec.Decode(&j); err != nil {
+				return nil, err
+			}
+			keys = append(keys, j)
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if !seen {
+		return nil, errors.New(`no "keys" array`)
 	}
 	return keys, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -333,5 +334,31 @@ func TestReplayCacheBound(t *testing.T) {
 	}
 	if len(c.seen) != 1 {
 		t.Fatalf("%d entries after expiry, want 1", len(c.seen))
+	}
+}
+
+// TestJWKSDecodeIsBounded: a 1 MiB document of empty keys is refused after
+// maxJWKSKeys of them, without decoding the rest; well-formed sets with
+// other members still decode.
+func TestJWKSDecodeIsBounded(t *testing.T) { // not parallel: it counts allocations
+	flood := []byte(`{"keys":[` + strings.Repeat(`{},`, jwksMaxBytes/3-10) + `{}]}`)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := decodeJWKS(flood); err == nil {
+		t.Fatal("flood of keys accepted")
+	}
+	runtime.ReadMemStats(&after)
+	// Decoding all 350,000 keys would allocate over 40 MiB.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("refusing a flood of keys allocated %d bytes; want it stopped at %d keys", n, maxJWKSKeys)
+	}
+	for _, bad := range []string{`[]`, `{"keys":{}}`, `{"keys":[],"keys":[]}`, `{"other":1}`, `{"keys":[{"kty":1}]}`} {
+		if _, err := decodeJWKS([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	got, err := decodeJWKS([]byte(`{"meta":{"x":[1,2]},"keys":[{"kty":"EC","kid":"a"}]}`))
+	if err != nil || len(got) != 1 || got[0].Kid != "a" {
+		t.Errorf("got %v, %v", got, err)
 	}
 }
