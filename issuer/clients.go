@@ -48,7 +48,8 @@ type client struct {
 // usesKeys reports whether the client authenticates with private_key_jwt.
 func (c *client) usesKeys() bool { return c.keys != nil || c.source != nil }
 
-// clientAuth checks client secrets. A correct secret, once checked with
+// clientAuth holds the registered clients and checks client secrets (client
+// assertions are checked in assertion.go). A correct secret, once checked with
 // bcrypt, is remembered by an HMAC of (id, secret) under a per-process key,
 // so repeat requests cost a MAC instead of ~200 ms of bcrypt; a wrong secret
 // is never remembered. Safe for concurrent use.

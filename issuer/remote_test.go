@@ -362,3 +362,27 @@ func TestJWKSDecodeIsBounded(t *testing.T) { // not parallel: it counts allocati
 		t.Errorf("got %v, %v", got, err)
 	}
 }
+
+// TestReplayWhenRedisIsDown: with Redis unreachable the replica's own
+// record decides, so /token keeps working and this replica still accepts a
+// jti only once; each call waits at most the Redis timeout.
+func TestReplayWhenRedisIsDown(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1})
+	defer rdb.Close()
+	rs.Kill()
+	c := NewReplayCache(rdb, 100*time.Millisecond, nil)
+	now := time.Now()
+	ctx := context.Background()
+	start := time.Now()
+	if ok, err := c.firstUse(ctx, "reporting", "j1", now, now.Add(time.Minute)); !ok || err != nil {
+		t.Fatalf("first use with Redis down: %v %v, want accepted", ok, err)
+	}
+	if ok, _ := c.firstUse(ctx, "reporting", "j1", now, now.Add(time.Minute)); ok {
+		t.Fatal("replay on the same replica accepted while Redis is down")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("two calls took %s with Redis down", d)
+	}
+}
