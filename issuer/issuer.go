@@ -21,8 +21,9 @@ type Options struct {
 	Logger      *slog.Logger
 	Metrics     *metrics.Metrics
 	Revocations *revocation.Store // nil: revocation is not checked
-	// HTTPClient fetches trusted issuers' JWKS; nil uses a client with a
-	// 5 s timeout (never http.DefaultClient).
+	// HTTPClient fetches trusted issuers' and jwks_url clients' JWKS; nil
+	// uses a client with a 5 s timeout (never http.DefaultClient). A
+	// ca_file gives a copy of it whose transport trusts only those roots.
 	HTTPClient *http.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
