@@ -239,6 +239,24 @@ func TestPrivateKeyJWTReplay(t *testing.T) {
 	}
 }
 
+// TestAssertionInURL: a client assertion is a credential, so one in the
+// query string is refused like a secret there (RFC 6749 §2.3.1).
+func TestAssertionInURL(t *testing.T) {
+	t.Parallel()
+	key := newECKey(t)
+	srv, clk := pkjwtIssuer(t, key)
+	a := sign(t, jwt.SigningMethodES256, key, "r1", assertionClaims("reporting", clk.now()))
+	q := url.Values{"client_assertion": {a}, "client_assertion_type": {AssertionType}}
+	resp, err := http.Post(srv.URL+"/token?"+q.Encode(), "application/x-www-form-urlencoded", strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("assertion in the URL: status %d, want 400", resp.StatusCode)
+	}
+}
+
 // TestAssertionFailuresLookAlike: an unknown client, a bad signature and a
 // replay answer the same status, body and headers.
 func TestAssertionFailuresLookAlike(t *testing.T) {

@@ -66,7 +66,7 @@ func readForm(w http.ResponseWriter, r *http.Request, repeatable ...string) (url
 		return nil, &oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "use POST"}
 	}
 	q := r.URL.Query()
-	if q.Has("client_secret") || q.Has("client_id") || q.Has("token") {
+	if q.Has("client_secret") || q.Has("client_id") || q.Has("token") || q.Has("client_assertion") {
 		return nil, badRequest("invalid_request", "credentials must not be sent in the URL")
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
