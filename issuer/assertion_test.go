@@ -418,3 +418,27 @@ func TestMetadataListsPrivateKeyJWT(t *testing.T) {
 		}
 	}
 }
+
+// TestAssertionAtIntrospect: /introspect and /revoke authenticate clients
+// the same way /token does, assertions included.
+func TestAssertionAtIntrospect(t *testing.T) {
+	t.Parallel()
+	key := newECKey(t)
+	srv, clk := pkjwtIssuer(t, key)
+	status, body := postToken(t, srv.URL, assertionForm(sign(t, jwt.SigningMethodES256, key, "r1", assertionClaims("reporting", clk.now()))))
+	if status != 200 {
+		t.Fatalf("token: %d %v", status, body)
+	}
+	form := assertionForm(sign(t, jwt.SigningMethodES256, key, "r1", assertionClaims("reporting", clk.now())))
+	form.Set("token", body["access_token"].(string))
+	resp, err := http.PostForm(srv.URL+"/introspect", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&got)
+	if resp.StatusCode != 200 || got["active"] != true {
+		t.Fatalf("introspect with an assertion: %d %v", resp.StatusCode, got)
+	}
+}
