@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,4 +386,31 @@ func TestReplayWhenRedisIsDown(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("two calls took %s with Redis down", d)
 	}
+}
+
+// FuzzParseJWKS: any document a remote endpoint serves is parsed without
+// panicking, into at most maxJWKSKeys keys, each pinned to an allowed
+// algorithm.
+func FuzzParseJWKS(f *testing.F) {
+	good, _ := json.Marshal(map[string]any{"keys": jwkJSON([]config.JWK{ecJWK(f, "a", newECKey(f))})})
+	rsaJWK, _ := publicJWK(&Key{ID: "r", Alg: "RS256", public: &rsa2048.PublicKey})
+	withRSA, _ := json.Marshal(map[string]any{"keys": []jwk{rsaJWK}})
+	for _, s := range []string{string(good), string(withRSA), `{"keys":[]}`, `{"keys":[{},{}]}`, `[]`, `{"keys":{}}`,
+		`{"keys":[{"kty":"RSA","kid":"x","n":"AQAB","e":"AQAB"}]}`, `{"a":{"b":[1,{"c":2}]},"keys":[{"kty":"OKP","crv":"Ed25519","kid":"e","x":"AA"}]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := parseJWKS(data, config.AssertionAlgorithms)
+		if err != nil {
+			return
+		}
+		if len(keys) > maxJWKSKeys {
+			t.Fatalf("%d keys", len(keys))
+		}
+		for kid, k := range keys {
+			if kid == "" || !slices.Contains(config.AssertionAlgorithms, k.Alg) {
+				t.Fatalf("key %q pinned to %q", kid, k.Alg)
+			}
+		}
+	})
 }
