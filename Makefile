@@ -24,10 +24,15 @@ deps:
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test dependencies:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@# npm openid-client (private_key_jwt against a real Portcullis), pinned by its lock file.
+	@[ -f testdata/openid-client/node_modules/openid-client/package.json ] || \
+	  npm ci --prefix testdata/openid-client --no-audit --no-fund
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o portcullis .
@@ -46,6 +51,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseScope$$' -fuzztime $(FUZZTIME) ./claim/
 	$(GO) test -run '^$$' -fuzz '^FuzzClaimMatch$$' -fuzztime $(FUZZTIME) ./claim/
 	$(GO) test -run '^$$' -fuzz '^FuzzCut$$' -fuzztime $(FUZZTIME) ./seclog/
+	$(GO) test -run '^$$' -fuzz '^FuzzClientAssertion$$' -fuzztime $(FUZZTIME) ./issuer/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME) ./issuer/
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzBearer$$' -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzForwardAuthHeaders$$' -fuzztime $(FUZZTIME) ./proxy/

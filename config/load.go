@@ -83,6 +83,13 @@ func resolvePaths(cfg *Config, dir string) {
 			cfg.Issuer.Keys[i].PrivateKeyFile = filepath.Join(dir, k.PrivateKeyFile)
 		}
 	}
+	for i := range cfg.TrustedIssuers {
+		for _, f := range []*string{&cfg.TrustedIssuers[i].CAFile, &cfg.TrustedIssuers[i].BearerTokenFile} {
+			if *f != "" && !filepath.IsAbs(*f) {
+				*f = filepath.Join(dir, *f)
+			}
+		}
+	}
 }
 
 // applyEnv applies the environment variables that override the file.

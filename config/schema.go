@@ -69,11 +69,20 @@ type Key struct {
 }
 
 // Client is an OAuth 2.0 client allowed to use the client credentials grant.
+// It authenticates with exactly one of SecretHash, JWKS, JWKSURL or
+// Federated.
 type Client struct {
 	ID         string   `yaml:"id"`
 	SecretHash Secret   `yaml:"secret_hash"`
 	Scopes     []string `yaml:"scopes"`
 	Audience   []string `yaml:"audience"`
+	// JWKS and JWKSURL hold the client's public keys for private_key_jwt
+	// (RFC 7523 §2.2 client assertions signed by the client's own key).
+	JWKS    *JWKSet `yaml:"jwks"`
+	JWKSURL string  `yaml:"jwks_url"`
+	// Federated accepts a trusted issuer's token for one subject as the
+	// client's credential (workload identity).
+	Federated *Federated `yaml:"federated"`
 
 	// envSecretLen is the length of a CLIENT_SECRET from the environment,
 	// kept so production can refuse a short one after hashing.
@@ -91,6 +100,42 @@ type TrustedIssuer struct {
 	// ScopeClaims names the claims that carry scopes, tried in order: the
 	// first present and not null is read (default [scope, scp]).
 	ScopeClaims []string `yaml:"scope_claims"`
+	// CAFile holds PEM roots for fetching JWKSURL; "" uses the system roots.
+	CAFile string `yaml:"ca_file"`
+	// BearerTokenFile is sent as Authorization: Bearer when fetching
+	// JWKSURL and re-read on every fetch (a pod's own token rotates).
+	BearerTokenFile string `yaml:"bearer_token_file"`
+}
+
+// JWKSet is an inline RFC 7517 JWK Set of public keys.
+type JWKSet struct {
+	Keys []JWK `yaml:"keys"`
+}
+
+// JWK is one public RFC 7517 JSON Web Key. D is accepted only so that a
+// private key pasted by mistake gets a clear error instead of "unknown key".
+type JWK struct {
+	Kty     string   `yaml:"kty"`
+	Kid     string   `yaml:"kid"`
+	Alg     string   `yaml:"alg"`
+	Use     string   `yaml:"use"`
+	KeyOps  []string `yaml:"key_ops"`
+	Crv     string   `yaml:"crv"`
+	X       string   `yaml:"x"`
+	Y       string   `yaml:"y"`
+	N       string   `yaml:"n"`
+	E       string   `yaml:"e"`
+	X5c     []string `yaml:"x5c"`
+	X5t     string   `yaml:"x5t"`
+	X5tS256 string   `yaml:"x5t#S256"`
+	D       Secret   `yaml:"d"`
+}
+
+// Federated names the trusted issuer and subject whose tokens authenticate
+// a client (a Kubernetes projected service-account token, for example).
+type Federated struct {
+	Issuer  string `yaml:"issuer"`
+	Subject string `yaml:"subject"`
 }
 
 // Route is one entry of the routing table; the first match wins.

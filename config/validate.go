@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/portcullis/portcullis/claim"
 )
 
@@ -86,6 +84,7 @@ func validate(cfg *Config) ([]string, []error) {
 		if t.Issuer == cfg.Issuer.URL && t.Issuer != "" {
 			c.fail(p+".issuer", "%q is this sidecar's own issuer.url", t.Issuer)
 		}
+		checkJWKSFetch(c, p, t)
 		for j, a := range t.Algorithms {
 			if a == "HS256" || !slices.Contains(Algorithms, a) {
 				c.fail(fmt.Sprintf("%s.algorithms[%d]", p, j), "%q is not one of ES256, ES384, RS256, PS256, EdDSA", a)
@@ -211,11 +210,7 @@ func checkIssuer(c *checker, cfg *Config, prod bool) {
 			c.fail(p+".id", "duplicate client id %q", cl.ID)
 		}
 		cids[cl.ID] = true
-		if _, err := bcrypt.Cost([]byte(cl.SecretHash)); err != nil {
-			c.fail(p+".secret_hash", "not a bcrypt hash; create one with `portcullis -hash-secret`")
-		} else if prod && slices.Contains(ExampleSecretHashes, cl.SecretHash.Reveal()) {
-			c.fail(p+".secret_hash", "this is the example client's published secret; hash your own with `portcullis -hash-secret`")
-		}
+		checkClientAuth(c, cfg, i, cl, prod)
 		if prod && cl.envSecretLen > 0 && cl.envSecretLen < minHMACSecret {
 			c.fail("CLIENT_SECRET", "must be at least %d bytes in production (got %d)", minHMACSecret, cl.envSecretLen)
 		}

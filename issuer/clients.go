@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis/portcullis/claim"
 	"github.com/portcullis/portcullis/config"
 )
 
@@ -32,53 +33,124 @@ const (
 // ErrBusy means every bcrypt slot stayed taken for bcryptQueueWait.
 var ErrBusy = errors.New("client authentication is busy")
 
-// client is one registered OAuth client.
+// client is one registered OAuth client. It authenticates with exactly one
+// of: a bcrypt secret (hash), its own keys (keys inline, or source for a
+// jwks_url), or a trusted issuer's token (federated).
 type client struct {
-	id       string
-	hash     []byte
-	scopes   []string
-	audience []string
+	id        string
+	hash      []byte
+	scopes    []string
+	audience  []string
+	keys      map[string]*Key
+	source    *jwksSource
+	federated *config.Federated
 }
 
-// clientAuth checks client secrets. A correct secret, once checked with
+// usesKeys reports whether the client authenticates with private_key_jwt.
+func (c *client) usesKeys() bool { return c.keys != nil || c.source != nil }
+
+// clientAuth holds the registered clients and checks client secrets (client
+// assertions are checked in assertion.go). A correct secret, once checked with
 // bcrypt, is remembered by an HMAC of (id, secret) under a per-process key,
 // so repeat requests cost a MAC instead of ~200 ms of bcrypt; a wrong secret
 // is never remembered. Safe for concurrent use.
 type clientAuth struct {
-	clients  map[string]*client
-	fakeHash []byte
-	sem      chan struct{}
-	macKey   [32]byte
+	clients map[string]*client
+	// federated finds a federated client by the issuer and subject of the
+	// token it presents.
+	federated map[federatedID]*client
+	sources   []*jwksSource // jwks_url clients' key sets
+	fakeHash  []byte
+	sem       chan struct{}
+	macKey    [32]byte
 
 	mu    sync.RWMutex
 	cache map[[32]byte]*client
 }
 
-func newClientAuth(cfg []config.Client) (*clientAuth, error) {
+// federatedID is the issuer and subject of a federated client's tokens.
+type federatedID struct{ issuer, subject string }
+
+// newClientAuth builds the clients. so carries what jwks_url clients need
+// to fetch their keys (client, log, clock).
+func newClientAuth(cfg []config.Client, so sourceOptions) (*clientAuth, error) {
 	a := &clientAuth{
-		clients: make(map[string]*client, len(cfg)),
-		sem:     make(chan struct{}, runtime.NumCPU()),
-		cache:   make(map[[32]byte]*client),
+		clients:   make(map[string]*client, len(cfg)),
+		federated: map[federatedID]*client{},
+		sem:       make(chan struct{}, runtime.NumCPU()),
+		cache:     make(map[[32]byte]*client),
 	}
 	if _, err := rand.Read(a.macKey[:]); err != nil {
 		return nil, fmt.Errorf("creating credential cache key: %w", err)
 	}
-	cost := bcrypt.DefaultCost
-	for _, c := range cfg {
-		a.clients[c.ID] = &client{id: c.ID, hash: []byte(c.SecretHash.Reveal()), scopes: c.Scopes, audience: c.Audience}
-		if n, err := bcrypt.Cost([]byte(c.SecretHash.Reveal())); err == nil && n > cost {
-			cost = n
+	var errs []error
+	costs := map[int]int{}
+	for i, c := range cfg {
+		cl := &client{id: c.ID, scopes: c.Scopes, audience: c.Audience, federated: c.Federated}
+		if c.SecretHash != "" {
+			cl.hash = []byte(c.SecretHash.Reveal())
+			if n, err := bcrypt.Cost(cl.hash); err == nil {
+				costs[n]++
+			}
 		}
+		if c.JWKS != nil {
+			keys, err := inlineJWKS(c.JWKS)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("issuer.clients[%d].jwks: %w", i, err))
+			}
+			cl.keys = keys
+		}
+		if c.JWKSURL != "" {
+			o := so
+			o.name, o.algorithms = "client "+c.ID, config.AssertionAlgorithms
+			src, err := newSource(c.JWKSURL, o)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("issuer.clients[%d].jwks_url: %w", i, err))
+				continue
+			}
+			cl.source = src
+			a.sources = append(a.sources, src)
+		}
+		if f := c.Federated; f != nil {
+			a.federated[federatedID{f.Issuer, f.Subject}] = cl
+		}
+		a.clients[c.ID] = cl
 	}
-	// An unknown client id is checked against this hash of the same cost,
-	// so its answer takes as long as a wrong secret's (no user enumeration
-	// by timing).
-	fake, err := bcrypt.GenerateFromPassword([]byte("portcullis-no-such-client"), cost)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// An unknown client id is checked against this hash of the configured
+	// clients' cost, so its answer takes as long as a wrong secret's (no
+	// client enumeration by timing).
+	fake, err := bcrypt.GenerateFromPassword([]byte("portcullis-no-such-client"), decoyCost(costs))
 	if err != nil {
 		return nil, fmt.Errorf("preparing client authentication: %w", err)
 	}
 	a.fakeHash = fake
 	return a, nil
+}
+
+// decoyCost is the bcrypt cost most secret clients use (the higher one on
+// a tie), so that an unknown id costs what a typical wrong secret costs;
+// bcrypt's default when no client has a secret.
+func decoyCost(costs map[int]int) int {
+	best, n := bcrypt.DefaultCost, 0
+	for c, k := range costs {
+		if k > n || (k == n && c > best) {
+			best, n = c, k
+		}
+	}
+	return best
+}
+
+// privateKeyJWT reports whether some client authenticates with its keys.
+func (a *clientAuth) privateKeyJWT() bool {
+	for _, c := range a.clients {
+		if c.usesKeys() {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *clientAuth) mac(id, secret string) [32]byte {
@@ -113,7 +185,13 @@ func (a *clientAuth) authenticate(ctx context.Context, id, secret string) (*clie
 	}
 	defer func() { <-a.sem }()
 
+	// A client id with a control character is simply unknown (no client
+	// can have one); a client without a secret (one that authenticates
+	// with keys or a federated token) is refused after the same work.
 	c = a.clients[id]
+	if claim.HasControl(id) || (c != nil && c.hash == nil) {
+		c = nil
+	}
 	hash := a.fakeHash
 	if c != nil {
 		hash = c.hash

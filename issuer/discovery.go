@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/portcullis/portcullis/config"
 )
 
 // jwksMaxAge lets resource servers cache our keys for five minutes; key
@@ -39,6 +41,9 @@ func (iss *Issuer) MetadataHandler() http.Handler {
 		}
 	}
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	if iss.clients.privateKeyJWT() {
+		authMethods = append(authMethods, "private_key_jwt")
+	}
 	md := map[string]any{
 		"issuer":                                        iss.url,
 		"token_endpoint":                                base + "/token",
@@ -52,6 +57,12 @@ func (iss *Issuer) MetadataHandler() http.Handler {
 		"introspection_endpoint_auth_methods_supported": authMethods,
 		"scopes_supported":                              slices.Compact(scopes),
 		"access_token_signing_alg_values_supported":     algs,
+	}
+	if iss.clients.privateKeyJWT() {
+		// RFC 8414 §2: the algorithms private_key_jwt assertions may use.
+		for _, p := range []string{"token", "revocation", "introspection"} {
+			md[p+"_endpoint_auth_signing_alg_values_supported"] = config.AssertionAlgorithms
+		}
 	}
 	body, _ := json.Marshal(md)
 	return staticJSON(body, "public, max-age=3600", "application/json")

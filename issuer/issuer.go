@@ -23,8 +23,9 @@ type Options struct {
 	Logger      *slog.Logger
 	Metrics     *metrics.Metrics
 	Revocations *revocation.Store // nil: revocation is not checked
-	// HTTPClient fetches trusted issuers' JWKS; nil uses a client with a
-	// 5 s timeout (never http.DefaultClient).
+	// HTTPClient fetches trusted issuers' and jwks_url clients' JWKS; nil
+	// uses a client with a 5 s timeout (never http.DefaultClient). A
+	// ca_file gives a copy of it whose transport trusts only those roots.
 	HTTPClient *http.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -34,6 +35,9 @@ type Options struct {
 	// SecurityLog reports security events (failed client authentication);
 	// nil logs nothing.
 	SecurityLog func(r *http.Request, msg string, args ...any)
+	// Replay records the jti of accepted client assertions; it should
+	// outlive a reload. nil: a new in-memory cache for this Issuer.
+	Replay *ReplayCache
 }
 
 // Issuer mints and verifies tokens. It is built once per configuration and is
@@ -66,6 +70,7 @@ type Issuer struct {
 	now         func() time.Time
 	admitToken  func(http.ResponseWriter, *http.Request, string) bool
 	maxLifetime time.Duration
+	assertions  *assertionVerifier
 }
 
 // New loads keys and clients. With no key configured (allowed only in
@@ -102,7 +107,14 @@ func New(o Options) (*Issuer, error) {
 		o.Logger.Warn("no signing key configured: generated an ephemeral ES256 key; tokens will not survive a restart (development only)", "kid", k.ID)
 		keys = []*Key{k}
 	}
-	clients, err := newClientAuth(cfg.Issuer.Clients)
+	if o.Replay == nil {
+		o.Replay = NewReplayCache(nil, 0, o.Logger)
+	}
+	clients, err := newClientAuth(cfg.Issuer.Clients, sourceOptions{client: o.HTTPClient, log: o.Logger, now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	assertions, err := newAssertionVerifier(cfg.Issuer.URL, cfg.ClockSkew.D(), o.Now, o.Replay)
 	if err != nil {
 		return nil, err
 	}
@@ -112,15 +124,19 @@ func New(o Options) (*Issuer, error) {
 		remotes: map[string]*remoteIssuer{}, cache: newTokenCache(), clients: clients,
 		revoked: o.Revocations, admin: cfg.Admin.Scope, log: o.Logger, secLog: o.SecurityLog,
 		metrics: o.Metrics, now: o.Now, admitToken: o.AdmitToken,
-		maxLifetime: MaxTokenLifetime(cfg),
+		maxLifetime: MaxTokenLifetime(cfg), assertions: assertions,
 	}
 	algs := map[string]bool{}
 	for _, k := range keys {
 		iss.keysByID[k.ID] = k
 		algs[k.Alg] = true
 	}
-	for _, t := range cfg.TrustedIssuers {
-		iss.remotes[t.Issuer] = newRemote(t, o.HTTPClient, o.Logger, o.Now)
+	for i, t := range cfg.TrustedIssuers {
+		r, err := newRemote(t, o.HTTPClient, o.Logger, o.Now)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_issuers[%d]: %w", i, err)
+		}
+		iss.remotes[t.Issuer] = r
 		for _, a := range t.Algorithms {
 			algs[a] = true
 		}
@@ -170,12 +186,33 @@ func MaxTokenLifetime(cfg *config.Config) time.Duration {
 	return max(cfg.Issuer.TokenTTL.D(), 24*time.Hour) + cfg.ClockSkew.D()
 }
 
-// Start fetches the trusted issuers' key sets and keeps them fresh until ctx
-// ends. A failed first fetch is logged, not fatal: the IdP may come up later.
+// Start fetches the trusted issuers' and jwks_url clients' key sets and
+// keeps them fresh until ctx ends. A failed first fetch is logged, not
+// fatal: the IdP may come up later.
 func (iss *Issuer) Start(ctx context.Context) {
 	for _, r := range iss.remotes {
 		go r.run(ctx)
 	}
+	for _, s := range iss.clients.sources {
+		go s.run(ctx)
+	}
+}
+
+// Ready reports whether every remote key set (trusted issuers' and jwks_url
+// clients') has been fetched once, or its first fetch has failed or timed
+// out: before that, valid tokens and assertions would be refused.
+func (iss *Issuer) Ready() bool {
+	for _, r := range iss.remotes {
+		if !r.ready() {
+			return false
+		}
+	}
+	for _, s := range iss.clients.sources {
+		if !s.ready() {
+			return false
+		}
+	}
+	return true
 }
 
 // Sign mints a token for the given claims with the signing key; tests and

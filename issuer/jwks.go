@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -34,6 +35,16 @@ type jwkSet struct {
 
 var b64 = base64.RawURLEncoding
 
+// Bounds on remote key sets. Real sets hold a handful of keys; a set of
+// thousands only makes every unknown-kid lookup and refresh cost more.
+// RSA moduli past maxRSABits would make each signature check slow (a
+// verification-cost attack), and exponents are small odd numbers in
+// practice.
+const (
+	maxJWKSKeys = 100
+	maxRSABits  = 8192
+)
+
 // publicJWK renders an asymmetric key; HS keys have no public form and are
 // never published.
 func publicJWK(k *Key) (jwk, bool) {
@@ -63,12 +74,12 @@ func publicJWK(k *Key) (jwk, bool) {
 // algorithm its type fits. Keys that fit none are skipped, not fatal, so one
 // odd key (an encryption key, say) does not lose the whole set.
 func parseJWKS(data []byte, allowed []string) (map[string]*Key, error) {
-	var set jwkSet
-	if err := json.Unmarshal(data, &set); err != nil {
+	set, err := decodeJWKS(data)
+	if err != nil {
 		return nil, fmt.Errorf("decoding JWKS: %w", err)
 	}
-	keys := make(map[string]*Key, len(set.Keys))
-	for _, j := range set.Keys {
+	keys := make(map[string]*Key, len(set))
+	for _, j := range set {
 		if j.Kid == "" || (j.Use != "" && j.Use != "sig") {
 			continue
 		}
@@ -80,6 +91,58 @@ func parseJWKS(data []byte, allowed []string) (map[string]*Key, error) {
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("JWKS holds no usable signing key with a kid")
+	}
+	return keys, nil
+}
+
+// decodeJWKS reads the "keys" array one key at a time and stops past
+// maxJWKSKeys: decoding a 1 MiB document of empty objects in one go would
+// allocate tens of MiB before its length could be checked.
+func decodeJWKS(data []byte) ([]jwk, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	var keys []jwk
+	seen := false
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if name != "keys" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if seen {
+			return nil, errors.New(`"keys" appears twice`)
+		}
+		seen = true
+		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+			return nil, errors.New(`"keys" is not an array`)
+		}
+		for dec.More() {
+			if len(keys) == maxJWKSKeys {
+				return nil, fmt.Errorf("more than %d keys", maxJWKSKeys)
+			}
+			var j jwk
+			if err := dec.Decode(&j); err != nil {
+				return nil, err
+			}
+			keys = append(keys, j)
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if !seen {
+		return nil, errors.New(`no "keys" array`)
 	}
 	return keys, nil
 }
@@ -102,7 +165,8 @@ func keyFromJWK(j jwk, allowed []string) (*Key, error) {
 			return nil, err
 		}
 		n, e := decodeBig(j.N), decodeBig(j.E)
-		if n == nil || e == nil || !e.IsInt64() || n.BitLen() < minRSABits {
+		if n == nil || e == nil || !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 || e.Bit(0) == 0 ||
+			n.BitLen() < minRSABits || n.BitLen() > maxRSABits {
 			return nil, fmt.Errorf("key %q: bad RSA parameters", j.Kid)
 		}
 		pub = &rsa.PublicKey{N: n, E: int(e.Int64())}

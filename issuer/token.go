@@ -68,7 +68,7 @@ func readForm(w http.ResponseWriter, r *http.Request, repeatable ...string) (url
 		return nil, &oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "use POST"}
 	}
 	q := r.URL.Query()
-	if q.Has("client_secret") || q.Has("client_id") || q.Has("token") {
+	if q.Has("client_secret") || q.Has("client_id") || q.Has("token") || q.Has("client_assertion") {
 		return nil, badRequest("invalid_request", "credentials must not be sent in the URL")
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -136,6 +136,9 @@ func clientCredentials(r *http.Request, form url.Values) (id, secret string, bas
 // /revoke and /introspect: credentials, admission (rate limit) before any
 // bcrypt work, then the secret check.
 func (iss *Issuer) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) (*client, *oauthError, bool) {
+	if assertion, ok, e := assertionCredentials(r, form); ok {
+		return iss.authenticateByAssertion(w, r, form, assertion, e)
+	}
 	id, secret, basic, e := clientCredentials(r, form)
 	if e != nil {
 		iss.metrics.AuthFailures.WithLabelValues("invalid_client").Inc()
@@ -152,6 +155,47 @@ func (iss *Issuer) authenticateClient(w http.ResponseWriter, r *http.Request, fo
 		iss.metrics.AuthFailures.WithLabelValues("invalid_client").Inc()
 		iss.secLog(r, "client authentication failed", "client_id", id, "remote", r.RemoteAddr, "path", r.URL.Path)
 		return nil, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "client authentication failed", basic: basic}, true
+	}
+	return c, nil, true
+}
+
+// authenticateByAssertion is authenticateClient for RFC 7523 client
+// assertions: admission before any signature work, then the assertion.
+// Every failure is the same 401 invalid_client; the reason is only logged.
+func (iss *Issuer) authenticateByAssertion(w http.ResponseWriter, r *http.Request, form url.Values, assertion string, e *oauthError) (*client, *oauthError, bool) {
+	if e != nil {
+		iss.metrics.AuthFailures.WithLabelValues("invalid_client").Inc()
+		return nil, e, true
+	}
+	id, err := peekIdentity(assertion)
+	c := iss.clients.findAssertionClient(id)
+	name := id.Sub
+	if c != nil {
+		name = c.id
+	}
+	// A client_id parameter, if sent, must name the same client (RFC 7521
+	// §4.2); a mismatch fails like any bad assertion.
+	if fid := form.Get("client_id"); form.Has("client_id") && (c == nil || fid != c.id) {
+		c, name = nil, fid
+	}
+	if iss.admitToken != nil && !iss.admitToken(w, r, name) {
+		return nil, nil, false
+	}
+	if err == nil {
+		c, err = iss.authenticateAssertion(r, c, id, assertion)
+	} else {
+		iss.assertions.decoyCheck(assertion)
+	}
+	if errors.Is(err, errReplayFull) {
+		return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "too many client assertions in flight; retry"}, true
+	}
+	if err != nil {
+		iss.metrics.AuthFailures.WithLabelValues("invalid_client").Inc()
+		if len(name) > maxLoggedID {
+			name = name[:maxLoggedID] // request-supplied: bounded in logs
+		}
+		iss.secLog(r, "client assertion refused", "client_id", name, "reason", assertionReason(err), "remote", r.RemoteAddr, "path", r.URL.Path)
+		return nil, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "client authentication failed"}, true
 	}
 	return c, nil, true
 }

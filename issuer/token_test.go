@@ -234,7 +234,7 @@ func TestMetadata(t *testing.T) {
 
 func TestCredentialCache(t *testing.T) {
 	t.Parallel()
-	a, err := newClientAuth(testConfig(t).Issuer.Clients)
+	a, err := newClientAuth(testConfig(t).Issuer.Clients, sourceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

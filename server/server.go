@@ -95,6 +95,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 	var px *proxy.Handler
 	s.issuer, err = issuer.New(issuer.Options{
 		Config: cfg, Logger: log, Metrics: s.metrics, Revocations: s.revocations, SecurityLog: secLog,
+		Replay:     issuer.NewReplayCache(s.redis, redisTimeout(cfg), log),
 		AdmitToken: func(w http.ResponseWriter, r *http.Request, id string) bool { return px.AdmitToken(w, r, id) },
 	})
 	if err != nil {
