@@ -32,6 +32,10 @@ type Options struct {
 	// SecurityLog reports security events (failed client authentication);
 	// nil logs nothing.
 	SecurityLog func(r *http.Request, msg string, args ...any)
+	// Ephemeral is the development key to reuse when no key is configured
+	// (see Issuer.Ephemeral): a reload must not invalidate every token
+	// minted so far by generating a new one. nil generates a key.
+	Ephemeral *Key
 }
 
 // Issuer mints and verifies tokens. It is built once per configuration and is
@@ -59,6 +63,7 @@ type Issuer struct {
 	now         func() time.Time
 	admitToken  func(http.ResponseWriter, *http.Request, string) bool
 	maxLifetime time.Duration
+	ephemeral   bool // signing was generated: no key is configured
 }
 
 // New loads keys and clients. With no key configured (allowed only in
@@ -84,16 +89,21 @@ func New(o Options) (*Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
+	signing := -1
 	if len(keys) == 0 {
 		if cfg.Environment != config.Development {
 			return nil, errors.New("issuer.keys: no key configured")
 		}
-		k, err := ephemeralKey()
-		if err != nil {
-			return nil, err
+		k := o.Ephemeral
+		if k == nil {
+			if k, err = ephemeralKey(); err != nil {
+				return nil, err
+			}
+			o.Logger.Warn("no signing key configured: generated an ephemeral ES256 key; tokens will not survive a restart (development only)", "kid", k.ID)
 		}
-		o.Logger.Warn("no signing key configured: generated an ephemeral ES256 key; tokens will not survive a restart (development only)", "kid", k.ID)
-		keys = []*Key{k}
+		keys, signing = []*Key{k}, 0
+	} else if signing = config.SigningKey(cfg.Issuer.Keys); signing < 0 {
+		return nil, errors.New("issuer.keys: every key is publish_only; one must sign")
 	}
 	clients, err := newClientAuth(cfg.Issuer.Clients)
 	if err != nil {
@@ -101,11 +111,11 @@ func New(o Options) (*Issuer, error) {
 	}
 	iss := &Issuer{
 		url: cfg.Issuer.URL, ttl: cfg.Issuer.TokenTTL.D(), skew: cfg.ClockSkew.D(),
-		audience: cfg.Audience, signing: keys[0], keys: keys, keysByID: map[string]*Key{},
+		audience: cfg.Audience, signing: keys[signing], keys: keys, keysByID: map[string]*Key{},
 		remotes: map[string]*remoteIssuer{}, cache: newTokenCache(), clients: clients,
 		revoked: o.Revocations, admin: cfg.Admin.Scope, log: o.Logger, secLog: o.SecurityLog,
 		metrics: o.Metrics, now: o.Now, admitToken: o.AdmitToken,
-		maxLifetime: MaxTokenLifetime(cfg),
+		maxLifetime: MaxTokenLifetime(cfg), ephemeral: len(cfg.Issuer.Keys) == 0,
 	}
 	algs := map[string]bool{}
 	for _, k := range keys {
@@ -147,6 +157,15 @@ func (iss *Issuer) Start(ctx context.Context) {
 	for _, r := range iss.remotes {
 		go r.run(ctx)
 	}
+}
+
+// Ephemeral returns the generated development key this issuer signs with,
+// or nil when keys are configured.
+func (iss *Issuer) Ephemeral() *Key {
+	if iss.ephemeral {
+		return iss.signing
+	}
+	return nil
 }
 
 // Sign mints a token for the given claims with the signing key; tests and
