@@ -127,7 +127,9 @@ func TestRotationWarnings(t *testing.T) {
 	key := func(id, file string, publishOnly bool) config.Key {
 		return config.Key{ID: id, Algorithm: "ES256", PrivateKeyFile: file, PublishOnly: publishOnly}
 	}
-	hs := func(id, secret string) config.Key { return config.Key{ID: id, Algorithm: "HS256", Secret: config.Secret(secret)} }
+	hs := func(id, secret string) config.Key {
+		return config.Key{ID: id, Algorithm: "HS256", Secret: config.Secret(secret)}
+	}
 	for _, tc := range []struct {
 		name       string
 		prev, next []config.Key
