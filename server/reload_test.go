@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // cfgParams fill the reload tests' configuration.
@@ -357,4 +360,76 @@ func TestReloadStopsOldRuntime(t *testing.T) {
 	r.waitReloads(t, "success", 1)
 	<-cancelled
 	waitFor(t, "the new runtime's JWKS fetch", func() bool { return newFetched.Load() > 0 })
+}
+
+// TestReloadWaitsForMissingKeyFile: the ConfigMap naming a new key arrives
+// before the Secret holding it (two volumes update independently). The
+// first reload is refused; when the key file appears, the watcher retries
+// without any further config change.
+func TestReloadWaitsForMissingKeyFile(t *testing.T) {
+	t.Parallel()
+	up, _ := upstreamCounter(t)
+	main, admin := addrs(t)
+	p := cfgParams{main: main, admin: admin, interval: "100ms", upstream: up.URL}
+	vol := newVolume(t, map[string]string{"config.yaml": p.yaml()})
+	secrets := newVolume(t, map[string]string{"placeholder": "x"})
+	r := startReloading(t, vol, main, admin)
+	keyPath := secrets.path("next.pem")
+	y := strings.Replace(p.yaml(), `keys: [{id: h, algorithm: HS256, secret: "0123456789abcdef0123456789abcdef"}]`,
+		`keys: [{id: e, algorithm: ES256, private_key_file: "`+keyPath+`"}]`, 1)
+	vol.write(t, map[string]string{"config.yaml": y})
+	r.waitReloads(t, "failure", 1)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	secrets.write(t, map[string]string{"placeholder": "x", "next.pem": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))})
+	r.waitReloads(t, "success", 1)
+	if kid := r.s.current().issuer.Ephemeral(); kid != nil {
+		t.Error("the new runtime signs with a generated key")
+	}
+	if !strings.Contains(jwksOf(t, main), `"kid":"e"`) {
+		t.Error("the JWKS lacks the key that arrived late")
+	}
+}
+
+// TestReloadKeepsDevelopmentKey: without a configured key, development
+// generates one; a reload must not replace it, or every token minted so
+// far would stop verifying.
+func TestReloadKeepsDevelopmentKey(t *testing.T) {
+	t.Parallel()
+	up, _ := upstreamCounter(t)
+	main, admin := addrs(t)
+	p := cfgParams{main: main, admin: admin, upstream: up.URL, routes: "[{path: /}]"}
+	noKey := func(p cfgParams) string {
+		return strings.Replace(p.yaml(), `  keys: [{id: h, algorithm: HS256, secret: "0123456789abcdef0123456789abcdef"}]`+"\n", "", 1)
+	}
+	vol := newVolume(t, map[string]string{"config.yaml": noKey(p)})
+	r := startReloading(t, vol, main, admin)
+	tok, err := r.s.current().issuer.Sign(issuerClaims("svc", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.frame = "SAMEORIGIN"
+	vol.write(t, map[string]string{"config.yaml": noKey(p)})
+	r.hup <- nil
+	r.waitReloads(t, "success", 1)
+	req, _ := http.NewRequest("GET", "http://"+main+"/x", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Options") != "SAMEORIGIN" {
+		t.Errorf("a token minted before the reload: %d %q, want 200 under the new config", resp.StatusCode, resp.Header.Get("X-Frame-Options"))
+	}
+}
+
+func jwksOf(t *testing.T, main string) string {
+	resp, err := http.Get("http://" + main + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
