@@ -317,6 +317,11 @@ func jwksKids(t *testing.T, main string) []string {
 	return out
 }
 
+// tokenTTL is the rotation test's token lifetime: long enough that a token
+// minted on a starved machine is still valid when the verifier sees it,
+// short enough that waiting out the old key's tokens is quick.
+const tokenTTL = 20 * time.Second
+
 // rotationYAML is the rotation test's configuration with the given keys.
 func rotationYAML(main, admin, upstream, hash, keys string) string {
 	return fmt.Sprintf(`environment: production
@@ -326,7 +331,7 @@ reload: {watch_interval: 100ms}
 upstream: {url: %q}
 issuer:
   url: https://auth.test
-  token_ttl: 5s
+  token_ttl: 20s
   keys: %s
   clients: [{id: svc, secret_hash: %q, scopes: [a], audience: [api]}]
 clock_skew: 1s
@@ -405,7 +410,7 @@ func TestKeyRotationWithCachingVerifier(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 0; i < 5000; i++ {
+		for i := 0; i < 20000; i++ {
 			select {
 			case <-stop:
 				return
@@ -422,7 +427,7 @@ func TestKeyRotationWithCachingVerifier(t *testing.T) {
 			} else {
 				st.lastKid = tokenKid(tok)
 				if st.lastKid == "k1" {
-					st.lastK1, st.lastK1Exp = tok, time.Now().Add(5*time.Second)
+					st.lastK1, st.lastK1Exp = tok, time.Now().Add(tokenTTL)
 				}
 			}
 			st.mu.Unlock()
