@@ -558,3 +558,59 @@ func TestCheckConfigPrevious(t *testing.T) {
 		t.Error("a missing -previous file passes the check")
 	}
 }
+
+// TestBinaryReloadInFlight: a request waiting on the upstream when SIGHUP
+// arrives finishes under the configuration it started with, on its open
+// connection; the next request gets the new configuration.
+func TestBinaryReloadInFlight(t *testing.T) {
+	t.Parallel()
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			<-release
+		}
+		fmt.Fprint(w, "finished")
+	}))
+	defer up.Close()
+	main, admin := freeAddr(t), freeAddr(t)
+	yaml := func(frame string) string {
+		return reloadYAML(main, admin, "0s", up.URL, "[{path: /, auth: none}]") + "security_headers: {X-Frame-Options: " + frame + "}\n"
+	}
+	vol := newK8sVolume(t, map[string]string{"config.yaml": yaml("DENY")})
+	p := startWithConfig(t, vol.path("config.yaml"), main, admin)
+	type result struct {
+		code        int
+		frame, body string
+		err         error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + main + "/slow")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{code: resp.StatusCode, frame: resp.Header.Get("X-Frame-Options"), body: string(b)}
+	}()
+	<-arrived
+	vol.write(t, map[string]string{"config.yaml": yaml("SAMEORIGIN")})
+	must(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	p.waitMetric(t, successTotal, 1)
+	resp, err := http.Get("http://" + main + "/x")
+	must(t, err)
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Frame-Options"); got != "SAMEORIGIN" {
+		t.Errorf("a request after the reload has X-Frame-Options %q, want SAMEORIGIN", got)
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.code != 200 || r.body != "finished" || r.frame != "DENY" {
+		t.Errorf("in-flight request: %+v, want 200 finished with the old X-Frame-Options DENY", r)
+	}
+	if !p.alive() {
+		t.Fatal("the process died")
+	}
+}
