@@ -1,6 +1,6 @@
 // Command portcullis is an OAuth 2.0 auth sidecar: it issues and verifies
 // JWT access tokens, applies route policy and rate limits, and proxies
-// allowed requests to the application. See README.md and ../shared/SPEC.md.
+// allowed requests to the application. See README.md.
 package main
 
 import (
