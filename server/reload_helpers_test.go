@@ -52,14 +52,8 @@ func (v *volume) write(t *testing.T, files map[string]string) {
 			t.Fatal(err)
 		}
 	}
-	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
-	tmp := filepath.Join(v.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
+	// Names new to the volume get their symlink first (dangling until
+	// the swap), so every file appears in the same instant.
 	for name := range files {
 		link := filepath.Join(v.dir, name)
 		if _, err := os.Lstat(link); os.IsNotExist(err) {
@@ -67,6 +61,14 @@ func (v *volume) write(t *testing.T, files map[string]string) {
 				t.Fatal(err)
 			}
 		}
+	}
+	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
+	tmp := filepath.Join(v.dir, "..data_tmp")
+	if err := os.Symlink(ts, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
+		t.Fatal(err)
 	}
 	if old != "" {
 		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {

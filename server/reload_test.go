@@ -325,16 +325,11 @@ func TestReloadInFlight(t *testing.T) {
 // trusted issuer's JWKS fetch) is cancelled, the new one's starts.
 func TestReloadStopsOldRuntime(t *testing.T) {
 	t.Parallel()
-	cancelled := make(chan struct{})
-	var oldAsked atomic.Bool
+	var oldAsked, cancelled atomic.Bool
 	oldIdP := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		oldAsked.Store(true)
 		<-r.Context().Done() // hangs until the fetch is cancelled
-		select {
-		case <-cancelled:
-		default:
-			close(cancelled)
-		}
+		cancelled.Store(true)
 	}))
 	defer oldIdP.Close()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -354,11 +349,26 @@ func TestReloadStopsOldRuntime(t *testing.T) {
 	vol := newVolume(t, map[string]string{"config.yaml": p.yaml()})
 	r := startReloading(t, vol, main, admin)
 	waitFor(t, "the first runtime's JWKS fetch", oldAsked.Load)
+	prev := r.s.current()
 	p.extra = "trusted_issuers: [{issuer: https://idp.test, jwks_url: \"" + newIdP.URL + "\"}]\n"
 	vol.write(t, map[string]string{"config.yaml": p.yaml()})
 	r.hup <- nil
 	r.waitReloads(t, "success", 1)
-	<-cancelled
+	// The replaced runtime is stopped before the reload counts as done.
+	prev.mu.Lock()
+	stopped := prev.ctx != nil && prev.ctx.Err() != nil
+	prev.mu.Unlock()
+	if !stopped {
+		t.Error("the replaced runtime's background context is still live")
+	}
+	cur := r.s.current()
+	cur.mu.Lock()
+	started := cur.ctx != nil && cur.ctx.Err() == nil
+	cur.mu.Unlock()
+	if !started {
+		t.Error("the new runtime's background work was not started")
+	}
+	waitFor(t, "the replaced runtime's JWKS fetch to be cancelled", cancelled.Load)
 	waitFor(t, "the new runtime's JWKS fetch", func() bool { return newFetched.Load() > 0 })
 }
 

@@ -29,6 +29,7 @@ type runtime struct {
 	// cancel stops this runtime's background work (trusted issuers' JWKS
 	// refresh); set by start, called by stop.
 	mu       sync.Mutex
+	ctx      context.Context // nil until started
 	cancel   context.CancelFunc
 	stopped  bool
 	stopOnce sync.Once
@@ -91,7 +92,7 @@ func (rt *runtime) start(parent context.Context) {
 		return
 	}
 	ctx, cancel := context.WithCancel(parent)
-	rt.cancel = cancel
+	rt.ctx, rt.cancel = ctx, cancel
 	rt.issuer.Start(ctx)
 }
 
