@@ -146,7 +146,7 @@ func (s *Server) reloadFailed(trigger string, err error) {
 	for _, line := range strings.Split(err.Error(), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			problems++
-			s.log.Error("configuration reload refused", "problem", line, "trigger", trigger)
+			s.log.Error("configuration refused", "problem", line, "trigger", trigger)
 		}
 	}
 	s.metrics.ReloadResult(false)

@@ -184,7 +184,7 @@ func TestReloadRefusesInvalidConfiguration(t *testing.T) {
 			if r.lastOK() != 0 {
 				t.Error("config_last_reload_successful is not 0 after a refused file")
 			}
-			problems := r.logs.lines("configuration reload refused")
+			problems := r.logs.lines("configuration refused")
 			for _, want := range tc.wants {
 				found := false
 				for _, l := range problems {
