@@ -111,9 +111,15 @@ func fieldPath(t reflect.Type, key string) (int, bool) {
 	return i, ok
 }
 
+// unwatchedFiles are *_file settings read afresh on every use: a change to
+// them needs no reload, and a rotating token (Kubernetes refreshes
+// projected service-account tokens hourly) must not trigger one each time.
+var unwatchedFiles = map[string]bool{"bearer_token_file": true}
+
 // Files lists every file the configuration names (keys, certificates, CA
-// bundles, token files: each setting whose YAML name ends in _file), in
-// schema order, without duplicates. A reload watches their contents.
+// bundles: each setting whose YAML name ends in _file, except those read on
+// every use), in schema order, without duplicates. A reload watches their
+// contents.
 func (c *Config) Files() []string {
 	var out []string
 	seen := map[string]bool{}
@@ -138,7 +144,7 @@ func (c *Config) Files() []string {
 				}
 				fv := v.Field(i)
 				if strings.HasSuffix(tag, "_file") && fv.Kind() == reflect.String {
-					if p := fv.String(); p != "" && !seen[p] {
+					if p := fv.String(); p != "" && !seen[p] && !unwatchedFiles[tag] {
 						seen[p] = true
 						out = append(out, p)
 					}
