@@ -1,8 +1,9 @@
 # Portcullis — the two commands in README.md:
 #   go run . -config config.example.yaml     run it
 #   make test                                run every test
-# `make test` installs what the integration tests need (redis-server, nginx, caddy)
-# from Debian packages when they are missing.
+# `make test` installs what the integration tests need (redis-server, nginx, caddy,
+# node and npm) from Debian packages when they are missing, and npm jose for the
+# key-rotation test.
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -33,6 +34,8 @@ deps:
 	@# npm openid-client (private_key_jwt against a real Portcullis), pinned by its lock file.
 	@[ -f testdata/openid-client/node_modules/openid-client/package.json ] || \
 	  npm ci --prefix testdata/openid-client --no-audit --no-fund
+	@# The JWT verifier the key-rotation test runs (npm jose), from its lock file.
+	@[ -f internal/josetest/node_modules/jose/package.json ] || npm ci --no-audit --no-fund --prefix internal/josetest
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o portcullis .

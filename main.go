@@ -1,6 +1,6 @@
 // Command portcullis is an OAuth 2.0 auth sidecar: it issues and verifies
 // JWT access tokens, applies route policy and rate limits, and proxies
-// allowed requests to the application. See README.md and ../shared/SPEC.md.
+// allowed requests to the application. See README.md.
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/issuer"
 	"github.com/portcullis/portcullis/server"
 )
 
@@ -38,10 +39,14 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	// SIGHUP reloads the configuration. It is caught before anything else
+	// runs: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr, hup))
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer, hup <-chan os.Signal) int {
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("PORTCULLIS_CONFIG"), "configuration `file` (env PORTCULLIS_CONFIG)")
@@ -49,6 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	healthCheck := fs.Bool("health-check", false, "GET /health/live on the admin listener; exit 0 if it answers 200, else 1")
 	hashSecret := fs.Bool("hash-secret", false, "read a client secret on stdin and print its bcrypt hash (cost BCRYPT_COST, default 12)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	previous := fs.String("previous", "", "with -check-config: the configuration `file` running now; warn about key rotation steps that would break verifiers")
 	if err := fs.Parse(args); err != nil {
 		return exitBadConfig
 	}
@@ -65,6 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case *healthCheck:
 		return runHealthCheck(*configPath, getenv, stderr)
 	}
+	if *previous != "" && !*checkConfig {
+		fmt.Fprintln(stderr, "portcullis: -previous works with -check-config only")
+		return exitBadConfig
+	}
 	if *configPath == "" {
 		fmt.Fprintln(stderr, "portcullis: -config is required (or set PORTCULLIS_CONFIG)")
 		return exitBadConfig
@@ -76,6 +86,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		warnings = append(warnings, w2...)
 	}
 	if *checkConfig {
+		if *previous != "" {
+			w, perr := rotationWarnings(*previous, *configPath, getenv)
+			if perr != nil {
+				fmt.Fprintf(stdout, "-previous %s: %v\n", *previous, perr)
+				return exitFailure
+			}
+			warnings = append(warnings, w...)
+		}
 		for _, w := range warnings {
 			fmt.Fprintln(stdout, "warning:", w)
 		}
@@ -95,7 +113,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			"security_event", true, "config", *configPath, "problems", strings.Count(err.Error(), "\n")+1)
 		return exitBadConfig
 	}
-	log := newLogger(cfg, stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg, level, stderr)
 	redis.SetLogger(redisLogger{log})
 	for _, w := range warnings {
 		log.Warn("configuration warning", "problem", w)
@@ -105,6 +124,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		log.Error("startup failed", "error", err)
 		return exitBadConfig
 	}
+	path := *configPath
+	srv.EnableReload(server.ReloadOptions{
+		Load:    func() (*config.Config, []string, error) { return config.Load(path, getenv) },
+		File:    path,
+		Getenv:  getenv,
+		Signals: hup,
+		Level:   level,
+	})
 	if err := srv.Run(ctx); err != nil {
 		log.Error("server stopped with an error", "error", err)
 		return exitFailure
@@ -122,9 +149,12 @@ func printProblems(w io.Writer, err error) {
 	}
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+// newLogger makes the process's logger; level follows log.level, and a
+// reload sets it again.
+func newLogger(cfg *config.Config, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(cfg.Log.Level))
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
@@ -198,6 +228,22 @@ func runHealthCheck(configPath string, getenv func(string) string, stderr io.Wri
 		return exitFailure
 	}
 	return exitOK
+}
+
+// rotationWarnings compares the keys of the configuration running now
+// (previous) with the next one: a signing key that verifiers have not seen
+// in the JWKS yet, a removed key whose tokens may still be live. The
+// previous file is read without validation: its key files may be gone.
+func rotationWarnings(previous, next string, getenv func(string) string) ([]string, error) {
+	prevKeys, err := config.LoadKeys(previous, getenv)
+	if err != nil {
+		return nil, err
+	}
+	nextKeys, err := config.LoadKeys(next, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return issuer.RotationWarnings(prevKeys, nextKeys), nil
 }
 
 // redisLogger routes go-redis's internal messages (pool dial failures) into

@@ -118,11 +118,7 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 			cfg.Log.SecurityEvents = &b
 		}
 	}
-	if v := getenv("JWT_SECRET_KEY"); v != "" && len(cfg.Issuer.Keys) == 0 {
-		// With keys in the file, JWT_SECRET_KEY is only what ${JWT_SECRET_KEY}
-		// expands to; without, it is the one signing key.
-		cfg.Issuer.Keys = []Key{{ID: "hs256", Algorithm: "HS256", Secret: Secret(v)}}
-	}
+	applyEnvKey(cfg, getenv)
 	if v := getenv("JWT_EXPIRATION_HOURS"); v != "" {
 		h, err := strconv.ParseFloat(v, 64)
 		if err != nil || h <= 0 {
@@ -183,6 +179,14 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 		}
 	}
 	return errs
+}
+
+// applyEnvKey makes JWT_SECRET_KEY the one signing key when the file has
+// none; with keys in the file it is only what ${JWT_SECRET_KEY} expands to.
+func applyEnvKey(cfg *Config, getenv func(string) string) {
+	if v := getenv("JWT_SECRET_KEY"); v != "" && len(cfg.Issuer.Keys) == 0 {
+		cfg.Issuer.Keys = []Key{{ID: "hs256", Algorithm: "HS256", Secret: Secret(v)}}
+	}
 }
 
 // BcryptCost is the cost for hashing secrets: BCRYPT_COST, or

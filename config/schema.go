@@ -31,6 +31,7 @@ type Config struct {
 	SecurityHeaders      map[string]string `yaml:"security_headers"`
 	IdentityHeaders      IdentityHeaders   `yaml:"identity_headers"`
 	Admin                Admin             `yaml:"admin"`
+	Reload               Reload            `yaml:"reload"`
 }
 
 // Log configures structured logging.
@@ -66,6 +67,9 @@ type Key struct {
 	Algorithm      string `yaml:"algorithm"`
 	PrivateKeyFile string `yaml:"private_key_file"`
 	Secret         Secret `yaml:"secret"`
+	// PublishOnly keys are in the JWKS and verify tokens but never sign:
+	// the first step of a rotation announces the next key this way.
+	PublishOnly bool `yaml:"publish_only"`
 }
 
 // Client is an OAuth 2.0 client allowed to use the client credentials grant.
@@ -195,6 +199,25 @@ type IdentityHeaders struct {
 // Admin configures the admin API.
 type Admin struct {
 	Scope string `yaml:"scope"`
+}
+
+// Reload configures how a running server notices configuration changes.
+type Reload struct {
+	// WatchInterval is how often the config, key and certificate files are
+	// checked for changed contents; nil means DefaultWatchInterval, 0 turns
+	// watching off (SIGHUP only).
+	WatchInterval *Duration `yaml:"watch_interval"`
+}
+
+// DefaultWatchInterval is reload.watch_interval when it is not set.
+const DefaultWatchInterval = 10 * time.Second
+
+// Interval returns the effective watch interval; 0 means SIGHUP only.
+func (r Reload) Interval() time.Duration {
+	if r.WatchInterval == nil {
+		return DefaultWatchInterval
+	}
+	return r.WatchInterval.D()
 }
 
 // Duration is a time.Duration written in Go syntax ("90s", "1h").

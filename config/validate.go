@@ -140,6 +140,7 @@ func validate(cfg *Config) ([]string, []error) {
 		}
 	}
 	checkClaimHeaders(c, ih, cfg.SecurityHeaders)
+	checkReload(c, cfg.Reload)
 	slices.Sort(c.warnings)
 	return c.warnings, c.errs
 }
@@ -201,6 +202,7 @@ func checkIssuer(c *checker, cfg *Config, prod bool) {
 			c.fail(p+".private_key_file", "%s is readable by group or others (mode %04o); chmod 600 it", k.PrivateKeyFile, st.Mode().Perm())
 		}
 	}
+	checkSigningKey(c, iss.Keys)
 	cids := map[string]bool{}
 	for i, cl := range iss.Clients {
 		p := fmt.Sprintf("issuer.clients[%d]", i)

@@ -38,6 +38,10 @@ type Options struct {
 	// Replay records the jti of accepted client assertions; it should
 	// outlive a reload. nil: a new in-memory cache for this Issuer.
 	Replay *ReplayCache
+	// Ephemeral is the development key to reuse when no key is configured
+	// (see Issuer.Ephemeral): a reload must not invalidate every token
+	// minted so far by generating a new one. nil generates a key.
+	Ephemeral *Key
 }
 
 // Issuer mints and verifies tokens. It is built once per configuration and is
@@ -71,6 +75,7 @@ type Issuer struct {
 	admitToken  func(http.ResponseWriter, *http.Request, string) bool
 	maxLifetime time.Duration
 	assertions  *assertionVerifier
+	ephemeral   bool // signing was generated: no key is configured
 }
 
 // New loads keys and clients. With no key configured (allowed only in
@@ -96,16 +101,21 @@ func New(o Options) (*Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
+	signing := -1
 	if len(keys) == 0 {
 		if cfg.Environment != config.Development {
 			return nil, errors.New("issuer.keys: no key configured")
 		}
-		k, err := ephemeralKey()
-		if err != nil {
-			return nil, err
+		k := o.Ephemeral
+		if k == nil {
+			if k, err = ephemeralKey(); err != nil {
+				return nil, err
+			}
+			o.Logger.Warn("no signing key configured: generated an ephemeral ES256 key; tokens will not survive a restart (development only)", "kid", k.ID)
 		}
-		o.Logger.Warn("no signing key configured: generated an ephemeral ES256 key; tokens will not survive a restart (development only)", "kid", k.ID)
-		keys = []*Key{k}
+		keys, signing = []*Key{k}, 0
+	} else if signing = config.SigningKey(cfg.Issuer.Keys); signing < 0 {
+		return nil, errors.New("issuer.keys: every key is publish_only; one must sign")
 	}
 	if o.Replay == nil {
 		o.Replay = NewReplayCache(nil, 0, o.Logger)
@@ -120,11 +130,11 @@ func New(o Options) (*Issuer, error) {
 	}
 	iss := &Issuer{
 		url: cfg.Issuer.URL, ttl: cfg.Issuer.TokenTTL.D(), skew: cfg.ClockSkew.D(),
-		audience: cfg.Audience, signing: keys[0], keys: keys, keysByID: map[string]*Key{},
+		audience: cfg.Audience, signing: keys[signing], keys: keys, keysByID: map[string]*Key{},
 		remotes: map[string]*remoteIssuer{}, cache: newTokenCache(), clients: clients,
 		revoked: o.Revocations, admin: cfg.Admin.Scope, log: o.Logger, secLog: o.SecurityLog,
 		metrics: o.Metrics, now: o.Now, admitToken: o.AdmitToken,
-		maxLifetime: MaxTokenLifetime(cfg), assertions: assertions,
+		maxLifetime: MaxTokenLifetime(cfg), assertions: assertions, ephemeral: len(cfg.Issuer.Keys) == 0,
 	}
 	algs := map[string]bool{}
 	for _, k := range keys {
@@ -213,6 +223,15 @@ func (iss *Issuer) Ready() bool {
 		}
 	}
 	return true
+}
+
+// Ephemeral returns the generated development key this issuer signs with,
+// or nil when keys are configured.
+func (iss *Issuer) Ephemeral() *Key {
+	if iss.ephemeral {
+		return iss.signing
+	}
+	return nil
 }
 
 // Sign mints a token for the given claims with the signing key; tests and

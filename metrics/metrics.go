@@ -28,6 +28,8 @@ type Metrics struct {
 	UpstreamDuration         prometheus.Histogram
 	RedisUp                  prometheus.Gauge
 	RateLimitBackendFailures prometheus.Counter
+	ConfigReloads            *prometheus.CounterVec // result: success | failure
+	ConfigLastReloadOK       prometheus.Gauge
 
 	// httpCounters are http_requests_total's children for the common
 	// (code, method) pairs, resolved once so the request path takes no
@@ -90,6 +92,12 @@ func New() *Metrics {
 		RateLimitBackendFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rate_limit_backend_failures_total", Help: "Rate-limit decisions the shared store could not make.",
 		}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "config_reloads_total", Help: "Configuration reloads (SIGHUP or a changed file), by result (success, failure).",
+		}, []string{"result"}),
+		ConfigLastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "config_last_reload_successful", Help: "1 when the last configuration (re)load succeeded, 0 when the running configuration is older than a refused file.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -97,7 +105,14 @@ func New() *Metrics {
 		m.AuthRequests, m.AuthFailures, m.AuthDuration, m.RateLimitViolations,
 		m.TokensIssued, m.TokensRevoked, m.HTTPRequests, m.HTTPDuration,
 		m.UpstreamDuration, m.RedisUp, m.RateLimitBackendFailures,
+		m.ConfigReloads, m.ConfigLastReloadOK,
 	)
+	// Both results are exported from the start, so an alert on
+	// increase(config_reloads_total{result="failure"}) sees a zero first;
+	// the configuration the process started with loaded fine.
+	m.ConfigReloads.WithLabelValues("success")
+	m.ConfigReloads.WithLabelValues("failure")
+	m.ConfigLastReloadOK.Set(1)
 	m.httpCounters = make(map[httpKey]prometheus.Counter, len(commonCodes)*len(knownMethods))
 	for _, c := range commonCodes {
 		for meth := range knownMethods {
@@ -109,6 +124,17 @@ func New() *Metrics {
 		m.authResults[r] = m.AuthRequests.WithLabelValues(r)
 	}
 	return m
+}
+
+// ReloadResult records the outcome of one configuration reload.
+func (m *Metrics) ReloadResult(ok bool) {
+	if ok {
+		m.ConfigReloads.WithLabelValues("success").Inc()
+		m.ConfigLastReloadOK.Set(1)
+		return
+	}
+	m.ConfigReloads.WithLabelValues("failure").Inc()
+	m.ConfigLastReloadOK.Set(0)
 }
 
 // AuthResult counts one authorization decision.

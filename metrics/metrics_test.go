@@ -4,6 +4,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // specNames is copied by hand from SPEC.md ("Metrics"), independently of
@@ -13,6 +15,7 @@ var specNames = []string{
 	"rate_limit_violations_total", "tokens_issued_total", "tokens_revoked_total",
 	"http_requests_total", "http_request_duration_seconds", "upstream_request_duration_seconds",
 	"redis_up", "rate_limit_backend_failures_total",
+	"config_reloads_total", "config_last_reload_successful",
 }
 
 func TestMetricNamesMatchSpec(t *testing.T) {
@@ -65,6 +68,33 @@ func TestMethodLabelIsClosed(t *testing.T) {
 					t.Errorf("label %s=%q leaked into the metric", l.GetName(), v)
 				}
 			}
+		}
+	}
+}
+
+func TestReloadResult(t *testing.T) {
+	t.Parallel()
+	m := New()
+	steps := []struct {
+		ok                     bool
+		success, failure, last float64
+	}{
+		{ok: false, success: 0, failure: 1, last: 0},
+		{ok: true, success: 1, failure: 1, last: 1},
+		{ok: true, success: 2, failure: 1, last: 1},
+	}
+	if got := testutil.ToFloat64(m.ConfigLastReloadOK); got != 1 {
+		t.Fatalf("config_last_reload_successful at start = %v, want 1", got)
+	}
+	for i, s := range steps {
+		m.ReloadResult(s.ok)
+		got := [3]float64{
+			testutil.ToFloat64(m.ConfigReloads.WithLabelValues("success")),
+			testutil.ToFloat64(m.ConfigReloads.WithLabelValues("failure")),
+			testutil.ToFloat64(m.ConfigLastReloadOK),
+		}
+		if want := [3]float64{s.success, s.failure, s.last}; got != want {
+			t.Errorf("step %d: (success, failure, last) = %v, want %v", i, got, want)
 		}
 	}
 }

@@ -51,7 +51,7 @@ func probe(w http.ResponseWriter, ok bool) {
 func (s *Server) live(w http.ResponseWriter, r *http.Request) { probe(w, true) }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	probe(w, s.started.Load() && !s.draining.Load() && s.issuer.Ready())
+	probe(w, s.started.Load() && !s.draining.Load() && s.current().issuer.Ready())
 }
 
 func (s *Server) startup(w http.ResponseWriter, r *http.Request) { probe(w, s.started.Load()) }

@@ -36,7 +36,7 @@ func TestReadyWaitsForTrustedIssuerKeys(t *testing.T) {
 	s.started.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s.issuer.Start(ctx)
+	s.current().issuer.Start(ctx)
 	if code := ready(); code != 503 {
 		t.Fatalf("ready while the first JWKS fetch is in flight = %d, want 503", code)
 	}

@@ -1,7 +1,8 @@
 // Package server assembles Portcullis from a validated configuration: one
 // logger, one metrics registry, one Redis client, the issuer, the policy
 // table, the limiter and the proxy; it routes Portcullis's own endpoints,
-// serves the admin listener, and runs the SIGTERM sequence.
+// serves the admin listener, reloads the configuration (SIGHUP, changed
+// files), and runs the SIGTERM sequence.
 package server
 
 import (
@@ -20,7 +21,6 @@ import (
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/issuer"
 	"github.com/portcullis/portcullis/metrics"
-	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/ratelimit"
 	"github.com/portcullis/portcullis/revocation"
@@ -41,16 +41,25 @@ const (
 )
 
 // Server is a fully wired Portcullis. Build it with New, serve with Run.
+// It holds what lives as long as the process (listeners, the Redis client,
+// metrics, revocations, limiter state); everything compiled from the
+// configuration is a runtime behind one atomic pointer, which a reload
+// replaces whole (see runtime.go, reload.go).
 type Server struct {
+	// cfg is the configuration the process started with: the listeners,
+	// the Redis client and the limiter follow it until a restart.
 	cfg         *config.Config
 	log         *slog.Logger
 	metrics     *metrics.Metrics
-	issuer      *issuer.Issuer
-	proxy       *proxy.Handler
 	limiter     *ratelimit.Limiter
 	revocations *revocation.Store
 	redis       redis.UniversalClient
 	events      *seclog.Events
+	replay      *issuer.ReplayCache // jti of client assertions, across reloads
+
+	// rt is the running configuration, compiled. Requests load it once.
+	rt     atomic.Pointer[runtime]
+	reload reloader
 
 	main  http.Handler
 	admin http.Handler
@@ -66,22 +75,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 	// and security events are summarised per kind: see package seclog.
 	log = slog.New(seclog.Bound(log.Handler()))
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), events: seclog.NewEvents(log, seclog.Options{})}
-	table, warnings, err := policy.Compile(cfg.Routes)
-	if err != nil {
-		return nil, warnings, err
-	}
-	secLog := func(r *http.Request, msg string, args ...any) {}
-	if cfg.Log.ShouldSecurityLog() {
-		secLog = func(r *http.Request, msg string, args ...any) {
-			if !s.events.Admit(msg) {
-				return
-			}
-			log.Warn(msg, append([]any{"security_event", true, "request_id", r.Header.Get(HeaderRequestID)}, args...)...)
-		}
-	}
+	var err error
 	if cfg.Redis != nil {
 		if s.redis, err = newRedisClient(cfg.Redis); err != nil {
-			return nil, warnings, err
+			return nil, nil, err
 		}
 	}
 	s.limiter = ratelimit.New(ratelimit.Options{
@@ -92,24 +89,21 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 	if s.redis != nil {
 		s.revocations.Share(s.redis, log, issuer.MaxTokenLifetime(cfg))
 	}
-	var px *proxy.Handler
-	s.issuer, err = issuer.New(issuer.Options{
-		Config: cfg, Logger: log, Metrics: s.metrics, Revocations: s.revocations, SecurityLog: secLog,
-		Replay:     issuer.NewReplayCache(s.redis, redisTimeout(cfg), log),
-		AdmitToken: func(w http.ResponseWriter, r *http.Request, id string) bool { return px.AdmitToken(w, r, id) },
-	})
+	// The jti record of client assertions outlives reloads.
+	s.replay = issuer.NewReplayCache(s.redis, redisTimeout(cfg), log)
+	rt, warnings, err := s.build(cfg, nil)
 	if err != nil {
 		return nil, warnings, err
 	}
-	px, err = proxy.New(proxy.Options{
-		Config: cfg, Issuer: s.issuer, Table: table, Limiter: s.limiter, Metrics: s.metrics,
-		Logger: log, SecurityLog: secLog,
+	s.rt.Store(rt)
+	// The listeners' handlers are fixed; each request loads the runtime
+	// once and is served by it to the end, whatever a reload does meanwhile.
+	s.main = instrument(s.metrics, s.log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.rt.Load().main.ServeHTTP(w, r)
+	}))
+	s.admin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.rt.Load().admin.ServeHTTP(w, r)
 	})
-	if err != nil {
-		return nil, warnings, err
-	}
-	s.proxy = px
-	s.buildHandlers()
 	return s, warnings, nil
 }
 
@@ -148,13 +142,15 @@ func newRedisClient(c *config.Redis) (redis.UniversalClient, error) {
 // Handler is the main listener's handler (exposed for tests).
 func (s *Server) Handler() http.Handler { return s.main }
 
-func (s *Server) buildHandlers() {
+// buildHandlers routes one runtime's endpoints; rt.main and rt.admin are
+// what the listeners' fixed handlers call.
+func (s *Server) buildHandlers(rt *runtime) {
 	own := map[string]http.Handler{
-		"/token":                 s.issuer.TokenHandler(),
-		"/.well-known/jwks.json": s.issuer.JWKSHandler(),
-		"/.well-known/oauth-authorization-server": s.issuer.MetadataHandler(),
-		"/revoke":     s.issuer.RevokeHandler(),
-		"/introspect": s.issuer.IntrospectHandler(),
+		"/token":                 rt.issuer.TokenHandler(),
+		"/.well-known/jwks.json": rt.issuer.JWKSHandler(),
+		"/.well-known/oauth-authorization-server": rt.issuer.MetadataHandler(),
+		"/revoke":     rt.issuer.RevokeHandler(),
+		"/introspect": rt.issuer.IntrospectHandler(),
 	}
 	admin := map[string]http.Handler{
 		"/metrics":             s.metrics.Handler(),
@@ -162,9 +158,9 @@ func (s *Server) buildHandlers() {
 		"/health/live":         http.HandlerFunc(s.live),
 		"/health/ready":        http.HandlerFunc(s.ready),
 		"/health/startup":      http.HandlerFunc(s.startup),
-		"/admin/revoke-tokens": s.issuer.AdminRevokeHandler(),
+		"/admin/revoke-tokens": rt.issuer.AdminRevokeHandler(),
 	}
-	adminOnMain := s.cfg.AdminAddr() == ""
+	adminOnMain := s.cfg.AdminAddr() == "" // the listener that exists, not a reloaded wish
 	// Own endpoints are matched on the exact path as sent, never a cleaned
 	// one: http.ServeMux would redirect //token and friends, and anything
 	// that is not exactly ours belongs to the application.
@@ -177,7 +173,7 @@ func (s *Server) buildHandlers() {
 		}
 		if path == proxy.ForwardAuthPrefix || strings.HasPrefix(path, proxy.ForwardAuthPrefix+"/") {
 			limitOwn(w)
-			s.proxy.ForwardAuth(w, r)
+			rt.proxy.ForwardAuth(w, r)
 			return
 		}
 		if adminOnMain {
@@ -186,9 +182,9 @@ func (s *Server) buildHandlers() {
 				return
 			}
 		}
-		s.proxy.ServeHTTP(w, r)
+		rt.proxy.ServeHTTP(w, r)
 	})
-	s.main = instrument(s.metrics, s.log, s.proxy.SecurityHeaders(mainDispatch))
+	rt.main = rt.proxy.SecurityHeaders(mainDispatch)
 	adminMux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := admin[r.URL.Path]; ok {
 			limitOwn(w)
@@ -199,7 +195,7 @@ func (s *Server) buildHandlers() {
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = w.Write([]byte(`{"error":"not_found"}` + "\n"))
 	})
-	s.admin = s.proxy.SecurityHeaders(adminMux)
+	rt.admin = rt.proxy.SecurityHeaders(adminMux)
 }
 
 // limitOwn bounds how long our own endpoints wait on a slow client.
@@ -233,10 +229,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
-	s.issuer.Start(bg)
+	s.startRuntimes(bg)
 	go s.limiter.Run(bg)
 	go s.revocations.Run(bg)
 	go s.events.Run(bg)
+	go s.watch(bg)
 
 	errc := make(chan error, len(servers))
 	for i := range servers {
@@ -257,11 +254,12 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
-	s.log.Info("shutting down", "delay", s.cfg.Shutdown.Delay.D().String(), "grace", s.cfg.Shutdown.Grace.D().String())
-	if d := s.cfg.Shutdown.Delay.D(); d > 0 {
+	sd := s.rt.Load().cfg.Shutdown // as last reloaded
+	s.log.Info("shutting down", "delay", sd.Delay.D().String(), "grace", sd.Grace.D().String())
+	if d := sd.Delay.D(); d > 0 {
 		time.Sleep(d) // keep serving while load balancers notice readiness is 503
 	}
-	return s.shutdown(servers, s.cfg.Shutdown.Grace.D())
+	return s.shutdown(servers, sd.Grace.D())
 }
 
 func (s *Server) shutdown(servers []*http.Server, grace time.Duration) error {
@@ -274,7 +272,7 @@ func (s *Server) shutdown(servers []*http.Server, grace time.Duration) error {
 			srv.Close()
 		}
 	}
-	s.proxy.Close()
+	s.stopRuntimes()
 	if s.redis != nil {
 		s.redis.Close()
 	}

@@ -181,7 +181,7 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	first, second := mint(), mint()
 	var tok struct{ AccessToken string }
 	tok.AccessToken = first
-	if _, err := b.issuer.Verify(tok.AccessToken); err != nil {
+	if _, err := b.current().issuer.Verify(tok.AccessToken); err != nil {
 		t.Fatalf("replica b rejects a fresh token: %v", err)
 	}
 	revoke := func(s *Server) int {
@@ -198,7 +198,7 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	}
 	start := time.Now()
 	for {
-		if _, err := b.issuer.Verify(tok.AccessToken); err != nil {
+		if _, err := b.current().issuer.Verify(tok.AccessToken); err != nil {
 			break
 		}
 		if time.Since(start) > time.Second {
@@ -226,10 +226,10 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `"status":"degraded"`) {
 		t.Errorf("/health with Redis down = %s, want degraded", rec.Body)
 	}
-	if _, err := a.issuer.Verify(first); err == nil {
+	if _, err := a.current().issuer.Verify(first); err == nil {
 		t.Error("a forgot the revocation while Redis is down")
 	}
-	if _, err := a.issuer.Verify(second); err != nil {
+	if _, err := a.current().issuer.Verify(second); err != nil {
 		t.Errorf("a 503 revocation took effect anyway: %v", err)
 	}
 	if rec := tokenRequest(a.Handler(), testSecret); rec.Code != 200 {
@@ -255,7 +255,7 @@ func TestThreeReplicasShareOneLimit(t *testing.T) {
 		// the limit alone, which is not what this test is about.
 		replicas = append(replicas, serverFrom(t, cfg+extra+"redis: {timeout: 2s}\n", map[string]string{"REDIS_URL": srv.URL()}))
 	}
-	tok, err := replicas[0].issuer.Sign(issuerClaims("svc", time.Now()))
+	tok, err := replicas[0].current().issuer.Sign(issuerClaims("svc", time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func limitedServer(t *testing.T, redisYAML string) *Server {
 // hit sends n proxied requests for subject and returns the status codes.
 func hit(t *testing.T, s *Server, subject string, n int) string {
 	t.Helper()
-	tok, err := s.issuer.Sign(issuerClaims(subject, time.Now()))
+	tok, err := s.current().issuer.Sign(issuerClaims(subject, time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
