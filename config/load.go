@@ -64,6 +64,7 @@ func Parse(data []byte, dir string, getenv func(string) string) (*Config, []stri
 	if root.Kind != 0 {
 		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
 	}
+	applyEnvKeyFile(cfg, getenv)
 	d.errs = append(d.errs, applyEnv(cfg, getenv)...)
 	// Validate even after decode errors, so one run reports every problem;
 	// a value that failed to decode is left at its default and raises no
@@ -114,7 +115,7 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 	if v := getenv("JWT_SECRET_KEY"); v != "" && len(cfg.Issuer.Keys) == 0 {
 		// With keys in the file, JWT_SECRET_KEY is only what ${JWT_SECRET_KEY}
 		// expands to; without, it is the one signing key.
-		cfg.Issuer.Keys = []Key{{ID: "hs256", Algorithm: "HS256", Secret: Secret(v)}}
+		cfg.Issuer.Keys = []Key{{ID: "hs256", Algorithm: "HS256", Secret: Secret(v), env: "JWT_SECRET_KEY"}}
 	}
 	if v := getenv("JWT_EXPIRATION_HOURS"); v != "" {
 		h, err := strconv.ParseFloat(v, 64)

@@ -66,6 +66,10 @@ type Key struct {
 	Algorithm      string `yaml:"algorithm"`
 	PrivateKeyFile string `yaml:"private_key_file"`
 	Secret         Secret `yaml:"secret"`
+
+	// env names the environment variable this key came from (JWT_SECRET_KEY,
+	// JWT_PRIVATE_KEY_FILE), so problems name what the user actually set.
+	env string
 }
 
 // Client is an OAuth 2.0 client allowed to use the client credentials grant.

@@ -26,7 +26,7 @@ type Metrics struct {
 	HTTPRequests             *prometheus.CounterVec // code, method
 	HTTPDuration             prometheus.Histogram
 	UpstreamDuration         prometheus.Histogram
-	RedisUp                  prometheus.Gauge
+	RedisUp                  prometheus.Gauge // exported only after ExportRedisUp
 	RateLimitBackendFailures prometheus.Counter
 
 	// httpCounters are http_requests_total's children for the common
@@ -96,7 +96,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.AuthRequests, m.AuthFailures, m.AuthDuration, m.RateLimitViolations,
 		m.TokensIssued, m.TokensRevoked, m.HTTPRequests, m.HTTPDuration,
-		m.UpstreamDuration, m.RedisUp, m.RateLimitBackendFailures,
+		m.UpstreamDuration, m.RateLimitBackendFailures,
 	)
 	m.httpCounters = make(map[httpKey]prometheus.Counter, len(commonCodes)*len(knownMethods))
 	for _, c := range commonCodes {
