@@ -1,8 +1,9 @@
 # Portcullis — the two commands in README.md:
 #   go run . -config config.example.yaml     run it
 #   make test                                run every test
-# `make test` installs what the integration tests need (redis-server, nginx, caddy)
-# from Debian packages when they are missing.
+# `make test` installs what the tests need from Debian packages when they are
+# missing: a C toolchain for -race (gcc, libc6-dev), redis-server, nginx,
+# caddy, and promtool (package prometheus) for the alerting-rule tests.
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -13,17 +14,22 @@ FUZZTIME ?= 10s
 
 test: deps check
 	$(GO) test -race -count=1 ./...
+	cd deploy && $(GO) test -count=1 ./...
 
 # Static checks that must pass before tests are worth running.
 check:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	[ -f /usr/include/stdlib.h ] || missing="$$missing libc6-dev"; \
+	command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test dependencies:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
