@@ -18,6 +18,7 @@ var specNames = []string{
 func TestMetricNamesMatchSpec(t *testing.T) {
 	t.Parallel()
 	m := New()
+	m.ExportRedisUp() // as with Redis configured; see TestRedisUpOnlyWhenExported
 	// Touch the vectors so they are gathered.
 	m.AuthRequests.WithLabelValues("allowed")
 	m.AuthFailures.WithLabelValues("expired")
