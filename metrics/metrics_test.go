@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// specNames is copied by hand from SPEC.md ("Metrics"), independently of
+// specNames is copied by hand from docs/reference.md ("Metrics"), independently of
 // the code: dashboards and alerts depend on these exact names.
 var specNames = []string{
 	"auth_requests_total", "auth_failures_total", "auth_request_duration_seconds",
@@ -35,7 +35,7 @@ func TestMetricNamesMatchSpec(t *testing.T) {
 	}
 	for _, n := range specNames {
 		if !got[n] {
-			t.Errorf("metric %s from the SPEC is not registered", n)
+			t.Errorf("metric %s from docs/reference.md is not registered", n)
 		}
 	}
 	var own []string
@@ -46,7 +46,7 @@ func TestMetricNamesMatchSpec(t *testing.T) {
 	}
 	sort.Strings(own)
 	if len(own) != len(specNames) {
-		t.Errorf("registered %v, want exactly the SPEC's %d names", own, len(specNames))
+		t.Errorf("registered %v, want exactly the documented %d names", own, len(specNames))
 	}
 }
 
