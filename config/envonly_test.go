@@ -201,3 +201,20 @@ func TestListeners(t *testing.T) {
 		})
 	}
 }
+
+// FuzzListeners: any document either yields addresses or an error, never a
+// panic, and never an empty listen address.
+func FuzzListeners(f *testing.F) {
+	for _, seed := range []string{
+		"", "listen: ':8080'\n", "admin_listen: \"\"\n", "listen: '${BIND_ADDR:-127.0.0.1:8080}'\nadmin_listen: '${X'\n",
+		"listen: [a]\n", "a: &a [*a]\n", "listen: 8080\nadmin_listen: ~\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, _, err := listenersFrom(data, env(map[string]string{"BIND_ADDR": "127.0.0.1:1"}))
+		if err == nil && m == "" {
+			t.Errorf("no error and an empty listen address for %q", data)
+		}
+	})
+}

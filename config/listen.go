@@ -15,24 +15,30 @@ import (
 // path "" means the environment-only configuration. admin "" means the
 // admin endpoints are served on listen.
 func Listeners(path string, getenv func(string) string) (listen, admin string, err error) {
-	var doc struct {
-		Listen      *string `yaml:"listen"`
-		AdminListen *string `yaml:"admin_listen"`
-	}
+	var data []byte
 	if path != "" {
 		f, err := os.Open(path)
 		if err != nil {
 			return "", "", fmt.Errorf("reading config: %w", err)
 		}
 		defer f.Close()
-		data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes))
-		if err != nil {
+		if data, err = io.ReadAll(io.LimitReader(f, maxConfigBytes)); err != nil {
 			return "", "", fmt.Errorf("reading config %s: %w", path, err)
 		}
-		// Unknown keys are fine here: the server validated the whole file.
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return "", "", fmt.Errorf("config %s is not valid YAML: %w", path, err)
-		}
+	}
+	return listenersFrom(data, getenv)
+}
+
+// listenersFrom reads listen and admin_listen from a configuration
+// document (nil: none) and applies the defaults and the environment.
+func listenersFrom(data []byte, getenv func(string) string) (listen, admin string, err error) {
+	var doc struct {
+		Listen      *string `yaml:"listen"`
+		AdminListen *string `yaml:"admin_listen"`
+	}
+	// Unknown keys are fine here: the server validated the whole file.
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", "", fmt.Errorf("config is not valid YAML: %w", err)
 	}
 	cfg := &Config{}
 	if doc.Listen != nil {
