@@ -41,7 +41,14 @@ func FromEnv(getenv func(string) string) (*Config, []string, error) {
 	errs = append(errs, applyEnv(cfg, getenv)...)
 	applyDefaults(cfg)
 	warnings, verrs := validate(cfg)
-	if errs = append(errs, verrs...); len(errs) > 0 {
+	for _, err := range verrs {
+		// "issuer.url: required" would repeat the ISSUER_URL error above.
+		if cfg.Issuer.URL == "" && err.Error() == "issuer.url: required" {
+			continue
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
 		return nil, warnings, errors.Join(errs...)
 	}
 	return cfg, warnings, nil

@@ -133,6 +133,9 @@ func TestFromEnvRefusals(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("FromEnv: %v, want an error containing %q", err, tt.want)
 			}
+			if err != nil && strings.Contains(err.Error(), "issuer.url: required") {
+				t.Errorf("FromEnv: %v: the missing issuer is reported twice", err)
+			}
 		})
 	}
 }
