@@ -44,7 +44,7 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", getenv("PORTCULLIS_CONFIG"), "configuration `file` (env PORTCULLIS_CONFIG)")
+	configPath := fs.String("config", getenv("PORTCULLIS_CONFIG"), "configuration `file` (env PORTCULLIS_CONFIG); neither: configured by the environment alone")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration, print every problem, exit 0 (valid) or 1")
 	healthCheck := fs.Bool("health-check", false, "GET /health/live on the admin listener; exit 0 if it answers 200, else 1")
 	hashSecret := fs.Bool("hash-secret", false, "read a client secret on stdin and print its bcrypt hash (cost BCRYPT_COST, default 12)")
