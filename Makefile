@@ -1,9 +1,10 @@
 # Portcullis — the two commands in README.md:
 #   go run . -config config.example.yaml     run it
 #   make test                                run every test
-# `make test` installs what the integration tests need (redis-server, nginx, caddy,
-# node and npm) from Debian packages when they are missing, and npm jose for the
-# key-rotation test.
+# `make test` installs what the tests need from Debian packages when they are
+# missing: a C toolchain for -race (gcc, libc6-dev), redis-server, nginx,
+# caddy, promtool (package prometheus) for the alerting-rule tests, node and
+# npm, and the pinned npm packages (jose, openid-client) the tests run.
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -14,11 +15,13 @@ FUZZTIME ?= 10s
 
 test: deps check
 	$(GO) test -race -count=1 ./...
+	cd deploy && $(GO) test -count=1 ./...
 
 # Static checks that must pass before tests are worth running.
 check:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
 deps:
 	@missing=""; \
@@ -27,6 +30,9 @@ deps:
 	command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	[ -f /usr/include/stdlib.h ] || missing="$$missing libc6-dev"; \
+	command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test dependencies:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
@@ -43,6 +49,7 @@ build:
 # Each fuzz target for FUZZTIME, starting from the checked-in seed corpora.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzListeners$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzCleanPath$$' -fuzztime $(FUZZTIME) ./policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzUpstreamRoutesAlike$$' -fuzztime $(FUZZTIME) ./policy/

@@ -1,6 +1,6 @@
 // Command portcullis is an OAuth 2.0 auth sidecar: it issues and verifies
 // JWT access tokens, applies route policy and rate limits, and proxies
-// allowed requests to the application. See README.md.
+// allowed requests to the application. See README.md and docs/.
 package main
 
 import (
@@ -49,7 +49,7 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer, hup <-chan os.Signal) int {
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", getenv("PORTCULLIS_CONFIG"), "configuration `file` (env PORTCULLIS_CONFIG)")
+	configPath := fs.String("config", getenv("PORTCULLIS_CONFIG"), "configuration `file` (env PORTCULLIS_CONFIG); neither: configured by the environment alone")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration, print every problem, exit 0 (valid) or 1")
 	healthCheck := fs.Bool("health-check", false, "GET /health/live on the admin listener; exit 0 if it answers 200, else 1")
 	hashSecret := fs.Bool("hash-secret", false, "read a client secret on stdin and print its bcrypt hash (cost BCRYPT_COST, default 12)")
@@ -75,11 +75,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintln(stderr, "portcullis: -previous works with -check-config only")
 		return exitBadConfig
 	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "portcullis: -config is required (or set PORTCULLIS_CONFIG)")
-		return exitBadConfig
+	cfg, warnings, ignoredEnv, err := loadConfig(*configPath, getenv)
+	source := *configPath
+	if source == "" {
+		source = "the environment"
 	}
-	cfg, warnings, err := config.Load(*configPath, getenv)
 	if err == nil {
 		var w2 []string
 		_, w2, err = server.New(cfg, slog.New(slog.DiscardHandler))
@@ -94,28 +94,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			}
 			warnings = append(warnings, w...)
 		}
-		for _, w := range warnings {
+		for _, w := range append(ignoredEnv, warnings...) {
 			fmt.Fprintln(stdout, "warning:", w)
 		}
 		if err != nil {
 			printProblems(stdout, err)
 			return exitFailure
 		}
-		fmt.Fprintf(stdout, "%s: configuration is valid\n", *configPath)
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", source)
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "portcullis: configuration %s is invalid:\n", *configPath)
+		fmt.Fprintf(stderr, "portcullis: configuration %s is invalid:\n", source)
 		printProblems(stderr, err)
 		// Also as a structured security event, for log pipelines that only
 		// read JSON: a refused config may be an attempted downgrade.
-		slog.New(slog.NewJSONHandler(stderr, nil)).Error("configuration refused",
-			"security_event", true, "config", *configPath, "problems", strings.Count(err.Error(), "\n")+1)
+		jsonLog := slog.New(slog.NewJSONHandler(stderr, nil))
+		logIgnoredEnv(jsonLog, ignoredEnv)
+		jsonLog.Error("configuration refused",
+			"security_event", true, "config", source, "problems", strings.Count(err.Error(), "\n")+1)
 		return exitBadConfig
 	}
 	level := new(slog.LevelVar)
 	log := newLogger(cfg, level, stderr)
 	redis.SetLogger(redisLogger{log})
+	logIgnoredEnv(log, ignoredEnv)
 	for _, w := range warnings {
 		log.Warn("configuration warning", "problem", w)
 	}
@@ -126,7 +129,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	path := *configPath
 	srv.EnableReload(server.ReloadOptions{
-		Load:    func() (*config.Config, []string, error) { return config.Load(path, getenv) },
+		Load: func() (*config.Config, []string, error) {
+			cfg, warnings, _, err := loadConfig(path, getenv)
+			return cfg, warnings, err
+		},
 		File:    path,
 		Getenv:  getenv,
 		Signals: hup,
@@ -191,22 +197,17 @@ func runHashSecret(getenv func(string) string, stdin io.Reader, stdout, stderr i
 	return exitOK
 }
 
-// runHealthCheck is the distroless HEALTHCHECK: no shell, no curl.
+// runHealthCheck is the distroless HEALTHCHECK: no shell, no curl. It reads
+// only the listen addresses, never keys or client secrets, so a probe every
+// few seconds costs no bcrypt and does not fail for want of a secret.
 func runHealthCheck(configPath string, getenv func(string) string, stderr io.Writer) int {
-	addr := ":9090"
-	if v := getenv("ADMIN_BIND_ADDR"); v != "" {
-		addr = v
+	listen, addr, err := config.Listeners(configPath, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "portcullis: health check:", err)
+		return exitFailure
 	}
-	if configPath != "" {
-		cfg, _, err := config.Load(configPath, getenv)
-		if err != nil {
-			fmt.Fprintln(stderr, "portcullis: health check: config:", err)
-			return exitFailure
-		}
-		addr = cfg.AdminAddr()
-		if addr == "" {
-			addr = cfg.Listen
-		}
+	if addr == "" {
+		addr = listen
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -252,4 +253,30 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
+}
+
+// loadConfig loads the file at path, or the environment-only configuration
+// when path is "", and lists the environment variables that are set but
+// unused, each with the reason.
+func loadConfig(path string, getenv func(string) string) (*config.Config, []string, []string, error) {
+	recorded, used := config.RecordLookups(getenv)
+	var (
+		cfg      *config.Config
+		warnings []string
+		err      error
+	)
+	if path == "" {
+		cfg, warnings, err = config.FromEnv(recorded)
+	} else {
+		cfg, warnings, err = config.Load(path, recorded)
+	}
+	return cfg, warnings, config.IgnoredEnv(getenv, used), err
+}
+
+// logIgnoredEnv writes one startup warning per unused variable: a setting
+// carried over from an older service must never be dropped silently.
+func logIgnoredEnv(log *slog.Logger, ignored []string) {
+	for _, w := range ignored {
+		log.Warn("environment variable not used", "problem", w)
+	}
 }

@@ -251,7 +251,7 @@ func TestSIGTERMLetsInFlightRequestFinish(t *testing.T) {
 }
 
 // TestReplicasSurviveRedisOutage runs two portcullis processes sharing one
-// Redis, kills Redis, and checks the SPEC's promises: requests keep being
+// Redis, kills Redis, and checks the documented promises: requests keep being
 // served (local share of the limit), readiness stays 200, /health is
 // degraded, redis_up is 0; after Redis returns, redis_up is 1 within 5 s.
 func TestReplicasSurviveRedisOutage(t *testing.T) {

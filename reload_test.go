@@ -2,13 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -283,13 +278,6 @@ func newApp(t *testing.T) string {
 func freeAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)) }
 
 // ecKeyPEM makes a P-256 key in PKCS#8 PEM, as `openssl genpkey` does.
-func ecKeyPEM(t *testing.T) string {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(t, err)
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	must(t, err)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
 
 // tokenKid reads the kid from a JWT's header.
 func tokenKid(tok string) string {
@@ -355,7 +343,7 @@ func TestKeyRotationWithCachingVerifier(t *testing.T) {
 	t.Parallel()
 	up := newApp(t)
 	main, admin := freeAddr(t), freeAddr(t)
-	secrets := newK8sVolume(t, map[string]string{"k1.pem": ecKeyPEM(t), "k2.pem": ecKeyPEM(t)})
+	secrets := newK8sVolume(t, map[string]string{"k1.pem": string(ecKeyPEM(t)), "k2.pem": string(ecKeyPEM(t))})
 	const secret = "rotation-test-secret-0123456789abcdef"
 	hash, err := bcrypt.GenerateFromPassword([]byte(secret), 4)
 	must(t, err)
@@ -510,7 +498,7 @@ func TestCheckConfigPrevious(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for _, k := range []string{"k1", "k2"} {
-		must(t, os.WriteFile(filepath.Join(dir, k+".pem"), []byte(ecKeyPEM(t)), 0o600))
+		must(t, os.WriteFile(filepath.Join(dir, k+".pem"), []byte(string(ecKeyPEM(t))), 0o600))
 	}
 	write := func(name, keys string) string {
 		p := filepath.Join(dir, name)

@@ -83,7 +83,7 @@ issuer: {url: https://a.example, keys: [{id: e, algorithm: ES256, private_key_fi
 		{"world-readable key in production", `
 environment: production
 issuer: {url: https://a.example, keys: [{id: e, algorithm: ES256, private_key_file: k.pem}]}
-`, nil, []string{"issuer.keys[0].private_key_file:", "readable by group or others"}},
+`, nil, []string{"issuer.keys[0].private_key_file:", "k.pem is accessible by others (mode 0644)"}},
 		{"no key in production", "environment: production\nissuer: {url: https://a.example}\n", nil, []string{"issuer.keys: no key configured"}},
 		{"example hash in production", `
 environment: production

@@ -64,6 +64,7 @@ func Parse(data []byte, dir string, getenv func(string) string) (*Config, []stri
 	if root.Kind != 0 {
 		d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
 	}
+	applyEnvKeyFile(cfg, getenv)
 	d.errs = append(d.errs, applyEnv(cfg, getenv)...)
 	// Validate even after decode errors, so one run reports every problem;
 	// a value that failed to decode is left at its default and raises no
@@ -185,7 +186,9 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 // none; with keys in the file it is only what ${JWT_SECRET_KEY} expands to.
 func applyEnvKey(cfg *Config, getenv func(string) string) {
 	if v := getenv("JWT_SECRET_KEY"); v != "" && len(cfg.Issuer.Keys) == 0 {
-		cfg.Issuer.Keys = []Key{{ID: "hs256", Algorithm: "HS256", Secret: Secret(v)}}
+		// With keys in the file, JWT_SECRET_KEY is only what ${JWT_SECRET_KEY}
+		// expands to; without, it is the one signing key.
+		cfg.Issuer.Keys = []Key{{ID: "hs256", Algorithm: "HS256", Secret: Secret(v), env: "JWT_SECRET_KEY"}}
 	}
 }
 

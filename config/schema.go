@@ -70,6 +70,10 @@ type Key struct {
 	// PublishOnly keys are in the JWKS and verify tokens but never sign:
 	// the first step of a rotation announces the next key this way.
 	PublishOnly bool `yaml:"publish_only"`
+
+	// env names the environment variable this key came from (JWT_SECRET_KEY,
+	// JWT_PRIVATE_KEY_FILE), so problems name what the user actually set.
+	env string
 }
 
 // Client is an OAuth 2.0 client allowed to use the client credentials grant.

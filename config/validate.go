@@ -168,7 +168,7 @@ func checkIssuer(c *checker, cfg *Config, prod bool) {
 		}
 		ids[k.ID] = true
 		if !slices.Contains(Algorithms, k.Algorithm) {
-			c.fail(p+".algorithm", "%q is not one of %s", k.Algorithm, strings.Join(Algorithms, ", "))
+			c.fail(keyPath(p+".algorithm", k), "%q is not one of %s", k.Algorithm, strings.Join(Algorithms, ", "))
 			continue
 		}
 		if k.Algorithm == "HS256" {
@@ -179,9 +179,9 @@ func checkIssuer(c *checker, cfg *Config, prod bool) {
 			case k.Secret == "":
 				c.fail(p+".secret", "required for HS256")
 			case prod && len(k.Secret) < minHMACSecret:
-				c.fail(p+".secret", "HS256 secret must be at least %d bytes in production (got %d)", minHMACSecret, len(k.Secret))
+				c.fail(keyPath(p+".secret", k), "HS256 secret must be at least %d bytes in production (got %d)", minHMACSecret, len(k.Secret))
 			case prod && slices.Contains(ExampleHMACSecrets, k.Secret.Reveal()):
-				c.fail(p+".secret", "this is the example secret published in the repository; generate your own")
+				c.fail(keyPath(p+".secret", k), "this is the example secret published in the repository; generate your own")
 			}
 			continue
 		}
@@ -195,11 +195,13 @@ func checkIssuer(c *checker, cfg *Config, prod bool) {
 		st, err := os.Stat(k.PrivateKeyFile)
 		switch {
 		case err != nil:
-			c.fail(p+".private_key_file", "cannot read %s: %v", k.PrivateKeyFile, unwrapPathErr(err))
+			c.fail(keyPath(p+".private_key_file", k), "cannot read %s: %v", k.PrivateKeyFile, unwrapPathErr(err))
 		case st.IsDir():
-			c.fail(p+".private_key_file", "%s is a directory", k.PrivateKeyFile)
-		case prod && st.Mode().Perm()&0o077 != 0:
-			c.fail(p+".private_key_file", "%s is readable by group or others (mode %04o); chmod 600 it", k.PrivateKeyFile, st.Mode().Perm())
+			c.fail(keyPath(p+".private_key_file", k), "%s is a directory", k.PrivateKeyFile)
+		case prod:
+			if problem := keyFileProblem(k.PrivateKeyFile, st, currentIdentity()); problem != "" {
+				c.fail(keyPath(p+".private_key_file", k), "%s", problem)
+			}
 		}
 	}
 	checkSigningKey(c, iss.Keys)

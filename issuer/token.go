@@ -19,7 +19,7 @@ import (
 )
 
 // maxFormBytes bounds a /token, /revoke or /introspect body: these forms are
-// a few hundred bytes, and the SPEC promises 413 past 1 MiB.
+// a few hundred bytes, and the documented answer past 1 MiB is 413.
 const maxFormBytes = 1 << 20
 
 // oauthError is an RFC 6749 §5.2 error response.

@@ -26,7 +26,7 @@ type Metrics struct {
 	HTTPRequests             *prometheus.CounterVec // code, method
 	HTTPDuration             prometheus.Histogram
 	UpstreamDuration         prometheus.Histogram
-	RedisUp                  prometheus.Gauge
+	RedisUp                  prometheus.Gauge // exported only after ExportRedisUp
 	RateLimitBackendFailures prometheus.Counter
 	ConfigReloads            *prometheus.CounterVec // result: success | failure
 	ConfigLastReloadOK       prometheus.Gauge
@@ -104,7 +104,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.AuthRequests, m.AuthFailures, m.AuthDuration, m.RateLimitViolations,
 		m.TokensIssued, m.TokensRevoked, m.HTTPRequests, m.HTTPDuration,
-		m.UpstreamDuration, m.RedisUp, m.RateLimitBackendFailures,
+		m.UpstreamDuration, m.RateLimitBackendFailures,
 		m.ConfigReloads, m.ConfigLastReloadOK,
 	)
 	// Both results are exported from the start, so an alert on

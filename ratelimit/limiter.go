@@ -19,7 +19,7 @@ const (
 )
 
 // Heartbeat timing: replicas beat every heartbeatEvery and are counted live
-// for heartbeatTTL, so the SPEC's "at least every 5 s" holds with room.
+// for heartbeatTTL, so the documented "at least every 5 s" holds with room.
 const (
 	heartbeatEvery = 2 * time.Second
 	heartbeatTTL   = 6 * time.Second
@@ -165,7 +165,7 @@ func (l *Limiter) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		// Beat every heartbeatEvery while up; probe every second while
-		// down, so recovery is noticed well within the SPEC's 5 s.
+		// down, so recovery is noticed well within the documented 5 s.
 		if !l.up.Load() || l.now().Sub(last) >= heartbeatEvery {
 			last = l.now()
 			beat()

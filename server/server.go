@@ -80,6 +80,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 		if s.redis, err = newRedisClient(cfg.Redis); err != nil {
 			return nil, nil, err
 		}
+		s.metrics.ExportRedisUp()
 	}
 	s.limiter = ratelimit.New(ratelimit.Options{
 		Redis: s.redis, Timeout: redisTimeout(cfg), OnFailure: cfg.RateLimit.OnRedisFailure,
