@@ -18,32 +18,11 @@ const HeaderRequestID = "X-Request-Id"
 // maxRequestIDLen bounds a caller-supplied id so it cannot bloat logs.
 const maxRequestIDLen = 128
 
-// statusWriter records the status code. Unwrap lets http.ResponseController
-// reach Flush and Hijack, which streaming and WebSocket pass-through need.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // instrument counts responses in http_requests_total and times them, keeps
 // or assigns a request id, and turns a panic into a 500 (logged, not echoed).
-func instrument(m *metrics.Metrics, log *slog.Logger, next http.Handler) http.Handler {
+// final (may be nil) edits the header of the final response just before it
+// is written (the security headers).
+func instrument(m *metrics.Metrics, log *slog.Logger, final func(http.Header), next http.Handler) http.Handler {
 	ids := newRequestIDs()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -55,7 +34,7 @@ func instrument(m *metrics.Metrics, log *slog.Logger, next http.Handler) http.Ha
 		// The request and response share the one-element slice: neither
 		// side appends in place (a copy's append reallocates).
 		w.Header()[HeaderRequestID] = id
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, final: final, id: id, req: r}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

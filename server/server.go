@@ -49,6 +49,7 @@ type Server struct {
 	limiter     *ratelimit.Limiter
 	revocations *revocation.Store
 	redis       redis.UniversalClient
+	certs       *certSource // nil without tls
 
 	main  http.Handler
 	admin http.Handler
@@ -100,6 +101,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 		return nil, warnings, err
 	}
 	s.proxy = px
+	if cfg.TLS != nil {
+		if s.certs, err = newCertSource(*cfg.TLS, log, s.metrics.TLSCertificateExpiry()); err != nil {
+			return nil, warnings, err
+		}
+	}
 	s.buildHandlers()
 	return s, warnings, nil
 }
@@ -179,7 +185,7 @@ func (s *Server) buildHandlers() {
 		}
 		s.proxy.ServeHTTP(w, r)
 	})
-	s.main = instrument(s.metrics, s.log, s.proxy.SecurityHeaders(mainDispatch))
+	s.main = instrument(s.metrics, s.log, s.proxy.ApplySecurityHeaders, s.edge(mainDispatch))
 	adminMux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := admin[r.URL.Path]; ok {
 			limitOwn(w)
@@ -190,7 +196,7 @@ func (s *Server) buildHandlers() {
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = w.Write([]byte(`{"error":"not_found"}` + "\n"))
 	})
-	s.admin = s.proxy.SecurityHeaders(adminMux)
+	s.admin = s.proxy.SecurityHeaders(s.edge(adminMux))
 }
 
 // limitOwn bounds how long our own endpoints wait on a slow client.
@@ -212,7 +218,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	servers := []*http.Server{s.httpServer(s.main)}
-	listeners := []net.Listener{mainLn}
+	listeners := []net.Listener{s.edgeListener(mainLn)}
 	if addr := s.cfg.AdminAddr(); addr != "" {
 		adminLn, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
@@ -220,13 +226,16 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("listen admin_listen %s: %w", addr, err)
 		}
 		servers = append(servers, s.httpServer(s.admin))
-		listeners = append(listeners, adminLn)
+		listeners = append(listeners, guardListener{adminLn})
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	s.issuer.Start(bg)
 	go s.limiter.Run(bg)
 	go s.revocations.Run(bg)
+	if s.certs != nil {
+		go s.certs.watch(bg, certWatchInterval)
+	}
 
 	errc := make(chan error, len(servers))
 	for i := range servers {
@@ -280,7 +289,12 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// HTTP/1.x heads meet maxHeaderBytes in the connection guard, and
+		// HTTP/2 ones in edge; net/http's own 431 (without our headers)
+		// is only a backstop.
+		MaxHeaderBytes:               2 * maxHeaderBytes,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnContext:                  connContext,
+		DisableGeneralOptionsHandler: true, // edge answers OPTIONS * with our headers
 	}
 }

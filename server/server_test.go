@@ -351,7 +351,7 @@ func TestClusterFromConfig(t *testing.T) {
 
 func TestPanicIsAJSON500(t *testing.T) {
 	t.Parallel()
-	h := instrument(metrics.New(), slog.New(slog.DiscardHandler), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	h := instrument(metrics.New(), slog.New(slog.DiscardHandler), nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 500 || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"server_error"`) {
