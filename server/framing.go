@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 )
 
 // Request framing, decided on the bytes of the connection (RFC 9112 §6.3).
@@ -238,6 +239,9 @@ func parseRequestLine(line []byte) (method []byte, versionOK, http10, preface bo
 			return nil, false, false, false
 		}
 	}
+	if !validTarget(m, target) {
+		return nil, false, false, false
+	}
 	switch string(version) {
 	case "HTTP/1.1":
 		return m, true, false, false
@@ -246,6 +250,32 @@ func parseRequestLine(line []byte) (method []byte, versionOK, http10, preface bo
 	}
 	return m, false, false, false
 }
+
+// validTarget refuses the request targets net/http would refuse itself
+// (with a bare 400 and none of our headers): an origin-form path with a
+// broken percent-escape, and anything url.ParseRequestURI rejects. Which
+// targets are acceptable is the path firewall's business, after this.
+func validTarget(method, target []byte) bool {
+	switch {
+	case string(target) == "*":
+		return true
+	case target[0] == '/':
+		for i := 0; i < len(target) && target[i] != '?'; i++ {
+			if target[i] == '%' {
+				if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+					return false
+				}
+			}
+		}
+		return true
+	case string(method) == "CONNECT":
+		return true // authority-form; refused later, with our headers
+	}
+	_, err := url.ParseRequestURI(string(target)) // absolute-form: rare
+	return err == nil
+}
+
+func isHex(c byte) bool { _, ok := hexVal(c); return ok }
 
 // cutLine returns the line at the start of b without its CRLF. ok is false
 // for a bare LF, a CR elsewhere in the line, or no line end at all.
