@@ -30,7 +30,7 @@ func h2Request(path string) []byte {
 		return append(f[:], payload...)
 	}
 	out := []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-	out = append(out, frame(0x4, 0, 0, nil)...)                 // SETTINGS
+	out = append(out, frame(0x4, 0, 0, nil)...)               // SETTINGS
 	out = append(out, frame(0x1, 0x4|0x1, 1, hdr.Bytes())...) // HEADERS, END_HEADERS|END_STREAM
 	return out
 }
