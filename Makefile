@@ -1,7 +1,8 @@
 # Portcullis — the two commands in README.md:
 #   go run . -config config.example.yaml     run it
 #   make test                                run every test
-# `make test` installs what the integration tests need (redis-server, nginx, caddy)
+# `make test` installs what the integration tests need (redis-server, nginx, caddy,
+# curl and openssl for the TLS tests)
 # from Debian packages when they are missing.
 
 GO      ?= go
@@ -24,6 +25,8 @@ deps:
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v caddy >/dev/null 2>&1 || [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test dependencies:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \

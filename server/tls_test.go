@@ -1,0 +1,394 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/redistest"
+)
+
+// pki is a throwaway CA with a server certificate for 127.0.0.1 and client
+// certificates, written as PEM files.
+type pki struct {
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	caPEM  []byte
+	serial int64
+}
+
+func newPKI(t *testing.T, cn string) *pki {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	return &pki{ca: ca, caKey: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), serial: 1}
+}
+
+// issue returns a leaf (PEM cert, PEM key, parsed cert).
+func (p *pki) issue(t *testing.T, subject pkix.Name, server bool, notAfter time.Time) ([]byte, []byte, *x509.Certificate) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(p.serial), Subject: subject,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.DNSNames = []string{"localhost"}
+	} else {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	leaf, _ := x509.ParseCertificate(der)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), leaf
+}
+
+func (p *pki) pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca)
+	return pool
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// secretVolume lays files out as Kubernetes mounts a Secret: name ->
+// ..data/name, ..data -> a versioned directory, swapped by rename.
+type secretVolume struct {
+	dir string
+	n   int
+}
+
+func (v *secretVolume) write(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	v.n++
+	version := fmt.Sprintf("..v%d", v.n)
+	if err := os.Mkdir(filepath.Join(v.dir, version), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		writeFile(t, filepath.Join(v.dir, version, name), b)
+		link := filepath.Join(v.dir, name)
+		if _, err := os.Lstat(link); err != nil {
+			if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tmp := filepath.Join(v.dir, "..data_tmp")
+	if err := os.Symlink(version, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type tlsEnv struct {
+	*edgeEnv
+	pki       *pki
+	serverPEM []byte
+	leaf      *x509.Certificate
+	vol       *secretVolume
+}
+
+// startTLS runs Portcullis with tls; tlsExtra adds keys under tls:.
+func startTLS(t *testing.T, tlsExtra string) *tlsEnv {
+	t.Helper()
+	p := newPKI(t, "Test CA")
+	certPEM, keyPEM, leaf := p.issue(t, pkix.Name{CommonName: "portcullis.test"}, true, time.Now().Add(48*time.Hour).Truncate(time.Second))
+	dir := t.TempDir()
+	vol := &secretVolume{dir: dir}
+	vol.write(t, map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": p.caPEM})
+	e := startEdge(t, "tls:\n  cert_file: tls.crt\n  key_file: tls.key\n"+tlsExtra, dir)
+	return &tlsEnv{edgeEnv: e, pki: p, serverPEM: certPEM, leaf: leaf, vol: vol}
+}
+
+func (e *tlsEnv) client(h2 bool, certs ...tls.Certificate) *http.Client {
+	cfg := &tls.Config{RootCAs: e.pki.pool()}
+	if len(certs) > 0 {
+		// Present the certificate whatever CAs the server names (Go's
+		// default would stay silent for one from another CA).
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &certs[0], nil }
+	}
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: h2}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func TestTLSListener(t *testing.T) {
+	e := startTLS(t, "")
+	for _, h2 := range []bool{true, false} {
+		e.up.reset()
+		req, _ := http.NewRequest("GET", "https://"+e.addr+"/public/x", nil)
+		req.Header.Set("X-Forwarded-Proto", "http") // a client's claim, never believed
+		resp, err := e.client(h2).Do(req)
+		if err != nil {
+			t.Fatalf("h2=%v: %v", h2, err)
+		}
+		resp.Body.Close()
+		if wantMajor := map[bool]int{true: 2, false: 1}[h2]; resp.StatusCode != 200 || resp.ProtoMajor != wantMajor {
+			t.Errorf("h2=%v: %d over HTTP/%d", h2, resp.StatusCode, resp.ProtoMajor)
+		}
+		checkSecurityHeaders(t, resp.Proto, resp.Header)
+		if got := e.up.got(); len(got) != 1 || got[0].header.Get("X-Forwarded-Proto") != "https" {
+			t.Errorf("h2=%v: upstream got %+v, want X-Forwarded-Proto https", h2, got)
+		}
+	}
+
+	// Plain HTTP on the TLS port gets nothing served.
+	c := dialRaw(t, e.addr)
+	c.send(t, "GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(c.br, nil); err == nil && resp.StatusCode == 200 {
+		t.Error("plain HTTP served on the TLS listener")
+	}
+
+	// TLS 1.1 is refused.
+	if conn, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: e.pki.pool(), MaxVersion: tls.VersionTLS11}); err == nil {
+		conn.Close()
+		t.Error("TLS 1.1 handshake succeeded")
+	}
+
+	// The framing guard applies to HTTP/1.1 over TLS.
+	e.up.reset()
+	tc, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: e.pki.pool(), NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(tc, "POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"+smuggled)
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 400 {
+		t.Errorf("CL.TE over TLS: %d, want 400", resp.StatusCode)
+	}
+	checkSecurityHeaders(t, "refusal over TLS", resp.Header)
+	io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("connection still open after the refusal")
+	}
+	if got := e.up.got(); len(got) != 0 {
+		t.Errorf("upstream received %+v", got)
+	}
+
+	// The expiry metric is the leaf's NotAfter, on the (plain) admin listener.
+	if got := expiryMetric(t, e.admin); got != fmt.Sprint(e.leaf.NotAfter.Unix()) {
+		t.Errorf("tls_certificate_expiry_timestamp_seconds = %s, want %d", got, e.leaf.NotAfter.Unix())
+	}
+}
+
+func expiryMetric(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "tls_certificate_expiry_timestamp_seconds "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return fmt.Sprint(int64(f))
+		}
+	}
+	return "absent"
+}
+
+func TestNoTLSNoExpiryMetric(t *testing.T) {
+	e := startEdge(t, "", "")
+	if got := expiryMetric(t, e.admin); got != "absent" {
+		t.Errorf("expiry metric exported without tls: %s", got)
+	}
+}
+
+func TestClientCertificates(t *testing.T) {
+	for _, mode := range []string{"optional", "required"} {
+		t.Run(mode, func(t *testing.T) {
+			e := startTLS(t, "  client_ca_file: ca.crt\n  client_auth: "+mode+"\n")
+			certPEM, keyPEM, _ := e.pki.issue(t, pkix.Name{CommonName: "alice", Organization: []string{"Example"}}, false, time.Now().Add(time.Hour))
+			good, _ := tls.X509KeyPair(certPEM, keyPEM)
+			other := newPKI(t, "Other CA")
+			oc, ok, _ := other.issue(t, pkix.Name{CommonName: "mallory"}, false, time.Now().Add(time.Hour))
+			bad, _ := tls.X509KeyPair(oc, ok)
+
+			get := func(c *http.Client) (*http.Response, error) {
+				req, _ := http.NewRequest("GET", "https://"+e.addr+"/public/x", nil)
+				req.Header.Set("X-Auth-Client-Cert-Subject", "CN=spoofed")
+				resp, err := c.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				return resp, err
+			}
+			for _, h2 := range []bool{true, false} {
+				e.up.reset()
+				if _, err := get(e.client(h2, good)); err != nil {
+					t.Fatalf("h2=%v, verified certificate: %v", h2, err)
+				}
+				if got := e.up.got(); len(got) != 1 || got[0].header.Values("X-Auth-Client-Cert-Subject")[0] != "CN=alice,O=Example" {
+					t.Errorf("h2=%v: upstream got %+v, want the subject CN=alice,O=Example", h2, got)
+				}
+				e.up.reset()
+				if _, err := get(e.client(h2, bad)); err == nil {
+					t.Errorf("h2=%v: a certificate from another CA was accepted", h2)
+				}
+				if got := e.up.got(); len(got) != 0 {
+					t.Errorf("upstream received %+v", got)
+				}
+				e.up.reset()
+				_, err := get(e.client(h2))
+				switch {
+				case mode == "required" && err == nil:
+					t.Errorf("h2=%v: required mode accepted a handshake without a certificate", h2)
+				case mode == "optional" && err != nil:
+					t.Errorf("h2=%v: optional mode refused a client without a certificate: %v", h2, err)
+				case mode == "optional":
+					if got := e.up.got(); len(got) != 1 || got[0].header.Get("X-Auth-Client-Cert-Subject") != "" {
+						t.Errorf("h2=%v: spoofed subject reached the upstream: %+v", h2, got)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCertificateRenewal: the files are swapped as Kubernetes swaps a
+// Secret volume; new connections get the new certificate, an open
+// keep-alive connection keeps working, a broken new file changes nothing.
+func TestCertificateRenewal(t *testing.T) {
+	e := startTLS(t, "")
+	client := e.client(false)
+	serial := func(resp *http.Response) int64 { return resp.TLS.PeerCertificates[0].SerialNumber.Int64() }
+	get := func(c *http.Client) *http.Response {
+		t.Helper()
+		resp, err := c.Get("https://" + e.addr + "/public/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	old := serial(get(client)) // leaves an idle keep-alive connection
+
+	// A broken new certificate: refused, the old one keeps serving.
+	e.vol.write(t, map[string][]byte{"tls.crt": []byte("not a certificate"), "tls.key": []byte("nor a key")})
+	if err := e.srv.certs.Reload(); err == nil {
+		t.Error("Reload accepted a broken certificate")
+	}
+	if got := serial(get(e.client(false))); got != old {
+		t.Errorf("serial %d after a failed reload, want %d", got, old)
+	}
+
+	// A good one, picked up by the watcher (contents, not inodes).
+	certPEM, keyPEM, leaf := e.pki.issue(t, pkix.Name{CommonName: "portcullis.test"}, true, time.Now().Add(72*time.Hour).Truncate(time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.srv.certs.watch(ctx, 10*time.Millisecond)
+	e.vol.write(t, map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if got := serial(get(e.client(false))); got == leaf.SerialNumber.Int64() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new connections never got the renewed certificate")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the watcher's effect
+	}
+	// The connection opened before the swap is still served (reused).
+	if got := serial(get(client)); got != old {
+		t.Errorf("the keep-alive connection now shows serial %d; it was not the old connection", got)
+	}
+	if got := expiryMetric(t, e.admin); got != fmt.Sprint(leaf.NotAfter.Unix()) {
+		t.Errorf("expiry metric %s, want %d", got, leaf.NotAfter.Unix())
+	}
+}
+
+// TestRealTLSClients: curl over HTTP/2 and HTTP/1.1 (with a client
+// certificate) and openssl s_client's view of versions and ALPN.
+func TestRealTLSClients(t *testing.T) {
+	curl := redistest.Require(t, "curl")
+	openssl := redistest.Require(t, "openssl")
+	e := startTLS(t, "  client_ca_file: ca.crt\n")
+	dir := t.TempDir()
+	certPEM, keyPEM, _ := e.pki.issue(t, pkix.Name{CommonName: "curl-client", Organization: []string{"Example"}}, false, time.Now().Add(time.Hour))
+	writeFile(t, filepath.Join(dir, "ca.pem"), e.pki.caPEM)
+	writeFile(t, filepath.Join(dir, "client.pem"), certPEM)
+	writeFile(t, filepath.Join(dir, "client.key"), keyPEM)
+	for _, proto := range []string{"--http2", "--http1.1"} {
+		e.up.reset()
+		out, err := exec.Command(curl, "-sS", "-i", proto, "--cacert", filepath.Join(dir, "ca.pem"),
+			"--cert", filepath.Join(dir, "client.pem"), "--key", filepath.Join(dir, "client.key"),
+			"https://127.0.0.1:"+strings.Split(e.addr, ":")[1]+"/public/x").CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %s: %v\n%s", proto, err, out)
+		}
+		status := map[string]string{"--http2": "HTTP/2 200", "--http1.1": "HTTP/1.1 200"}[proto]
+		if !strings.HasPrefix(string(out), status) || !strings.Contains(strings.ToLower(string(out)), "x-frame-options: deny") {
+			t.Errorf("curl %s:\n%s", proto, out)
+		}
+		if got := e.up.got(); len(got) != 1 || got[0].header.Get("X-Auth-Client-Cert-Subject") != "CN=curl-client,O=Example" {
+			t.Errorf("curl %s: upstream got %+v", proto, got)
+		}
+	}
+	sclient := func(args ...string) string {
+		cmd := exec.Command(openssl, append([]string{"s_client", "-connect", e.addr, "-CAfile", filepath.Join(dir, "ca.pem")}, args...)...)
+		cmd.Stdin = strings.NewReader("")
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	if out := sclient("-alpn", "h2,http/1.1"); !strings.Contains(out, "ALPN protocol: h2") || !strings.Contains(out, "Verify return code: 0 (ok)") {
+		t.Errorf("openssl s_client -alpn h2:\n%s", out)
+	}
+	if out := sclient("-alpn", "http/1.1", "-tls1_2"); !strings.Contains(out, "ALPN protocol: http/1.1") || !strings.Contains(out, "TLSv1.2") {
+		t.Errorf("openssl s_client -tls1_2:\n%s", out)
+	}
+	if out := sclient("-tls1_1"); strings.Contains(out, "Verify return code: 0 (ok)") && !strings.Contains(out, "alert") {
+		t.Errorf("openssl s_client -tls1_1 negotiated:\n%s", out)
+	}
+}
