@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/http"
 	"net/url"
 )
@@ -350,6 +351,22 @@ func isToken(b []byte) bool {
 // validValue accepts field-content: VCHAR, obs-text, SP and HTAB (RFC 9110
 // §5.5). CR, LF, NUL and other controls are refused, never stripped.
 func validValue(b []byte) bool {
+	// Eight bytes at a time: a word with no byte below 0x20 and none equal
+	// to 0x7f needs no closer look (values are most of a head's bytes, and
+	// an 8 KiB token is one of them).
+	const lo, hi, sp, del = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020, 0x7f7f7f7f7f7f7f7f
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		y := x ^ del
+		if ((x-sp)&^x|(y-lo)&^y)&hi != 0 && !validBytes(b[:8]) {
+			return false
+		}
+		b = b[8:]
+	}
+	return validBytes(b)
+}
+
+func validBytes(b []byte) bool {
 	for _, c := range b {
 		if c < ' ' && c != '\t' || c == 0x7f {
 			return false

@@ -53,7 +53,7 @@ func newTestServer(t *testing.T, extra string, env map[string]string) *Server {
 }
 
 // serverFrom builds a server from YAML; ${HASH} is the test client's hash.
-func serverFrom(t *testing.T, yaml string, env map[string]string) *Server {
+func serverFrom(t testing.TB, yaml string, env map[string]string) *Server {
 	t.Helper()
 	get := func(k string) string {
 		if k == "HASH" {
