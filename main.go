@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -163,7 +164,7 @@ func runHashSecret(getenv func(string) string, stdin io.Reader, stdout, stderr i
 
 // runHealthCheck is the distroless HEALTHCHECK: no shell, no curl.
 func runHealthCheck(configPath string, getenv func(string) string, stderr io.Writer) int {
-	addr := ":9090"
+	addr, scheme := ":9090", "http"
 	if v := getenv("ADMIN_BIND_ADDR"); v != "" {
 		addr = v
 	}
@@ -176,6 +177,9 @@ func runHealthCheck(configPath string, getenv func(string) string, stderr io.Wri
 		addr = cfg.AdminAddr()
 		if addr == "" {
 			addr = cfg.Listen
+			if cfg.TLS != nil {
+				scheme = "https" // listen serves only HTTPS then
+			}
 		}
 	}
 	host, port, err := net.SplitHostPort(addr)
@@ -187,7 +191,12 @@ func runHealthCheck(configPath string, getenv func(string) string, stderr io.Wri
 		host = "127.0.0.1"
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/health/live")
+	if scheme == "https" {
+		// The process checks itself over loopback: the certificate names
+		// the service, not 127.0.0.1, and liveness is all that is asked.
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	resp, err := client.Get(scheme + "://" + net.JoinHostPort(host, port) + "/health/live")
 	if err != nil {
 		fmt.Fprintln(stderr, "portcullis: health check:", errors.Unwrap(err))
 		return exitFailure

@@ -82,6 +82,28 @@ func (s *certSource) Reload() error {
 	return nil
 }
 
+// Configure switches to the files and minimum version of a reloaded
+// configuration (client_auth needs a restart and is kept). Like Reload, a
+// set that does not load changes nothing and is returned as the error.
+func (s *certSource) Configure(c config.TLS) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.cfg
+	c.ClientAuth = prev.ClientAuth
+	s.cfg = c
+	lt, err := s.load()
+	if err != nil {
+		s.cfg = prev
+		s.log.Error("TLS configuration not applied; the previous certificate keeps serving", "error", err)
+		return err
+	}
+	if lt != s.cur.Load() {
+		s.install(lt)
+		s.log.Info("TLS certificate reloaded", "not_after", lt.notAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 func (s *certSource) install(lt *loadedTLS) {
 	s.cur.Store(lt)
 	s.expiry.Set(float64(lt.notAfter.Unix()))
@@ -96,7 +118,7 @@ func (s *certSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, err
 // current at that moment.
 func (s *certSource) serverConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tlsVersion(s.cfg.MinVersion),
+		MinVersion: tls.VersionTLS12, // the per-handshake config decides
 		NextProtos: alpnProtocols,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return s.cur.Load().config, nil
@@ -135,6 +157,7 @@ func (s *certSource) load() (*loadedTLS, error) {
 		}
 	}
 	h := sha256.New()
+	fmt.Fprintf(h, "%s:", s.cfg.MinVersion)
 	for _, b := range [][]byte{certPEM, keyPEM, caPEM} {
 		fmt.Fprintf(h, "%d:", len(b))
 		h.Write(b)

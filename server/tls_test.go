@@ -392,3 +392,29 @@ func TestRealTLSClients(t *testing.T) {
 		t.Errorf("openssl s_client -tls1_1 negotiated:\n%s", out)
 	}
 }
+
+// TestCertSourceConfigure: a reloaded configuration's files and minimum
+// version apply to new handshakes; a broken one changes nothing.
+func TestCertSourceConfigure(t *testing.T) {
+	e := startTLS(t, "")
+	cfg := e.srv.cfg.TLS
+	next := *cfg
+	next.MinVersion = "1.3"
+	if err := e.srv.certs.Configure(next); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: e.pki.pool(), MaxVersion: tls.VersionTLS12}); err == nil {
+		conn.Close()
+		t.Error("TLS 1.2 accepted after min_version 1.3")
+	}
+	broken := next
+	broken.CertFile = filepath.Join(t.TempDir(), "missing.crt")
+	if err := e.srv.certs.Configure(broken); err == nil {
+		t.Error("a missing certificate file was applied")
+	}
+	conn, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: e.pki.pool()})
+	if err != nil {
+		t.Fatalf("serving stopped after a failed reconfiguration: %v", err)
+	}
+	conn.Close()
+}
