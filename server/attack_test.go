@@ -158,8 +158,9 @@ func TestLegitimateFraming(t *testing.T) {
 		"POST /public/c HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc"+
 		"PUT /public/d HTTP/1.1\r\nHost: app.test\r\nContent-Length: "+fmt.Sprint(len(big))+"\r\n\r\n"+big+
 		"POST /public/e HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"+
-		"GET /public/f HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
-	wantBodies := []string{"ok 11", "ok 0", "ok 3", fmt.Sprintf("ok %d", len(big)), "ok 2", "ok 0"}
+		"GET /public/f HTTP/1.1\r\nHost: app.test\r\nX-Big: "+strings.Repeat("c", 31<<10)+"\r\n\r\n"+ // under 32 KiB
+		"GET /public/g HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+	wantBodies := []string{"ok 11", "ok 0", "ok 3", fmt.Sprintf("ok %d", len(big)), "ok 2", "ok 0", "ok 0"}
 	for i, want := range wantBodies {
 		resp, body := c.response(t)
 		if resp.StatusCode != 200 || body != want {

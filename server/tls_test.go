@@ -176,6 +176,23 @@ func TestTLSListener(t *testing.T) {
 		}
 	}
 
+	// Over HTTP/2 the 32 KiB header limit is ours too, with our headers.
+	e.up.reset()
+	req, _ := http.NewRequest("GET", "https://"+e.addr+"/public/x", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 40<<10))
+	resp, err := e.client(true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 431 || resp.ProtoMajor != 2 {
+		t.Errorf("40 KiB of headers over HTTP/2: %d over %s, want 431", resp.StatusCode, resp.Proto)
+	}
+	checkSecurityHeaders(t, "HTTP/2 431", resp.Header)
+	if got := e.up.got(); len(got) != 0 {
+		t.Errorf("upstream received %d requests", len(got))
+	}
+
 	// Plain HTTP on the TLS port gets nothing served.
 	c := dialRaw(t, e.addr)
 	c.send(t, "GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -199,7 +216,7 @@ func TestTLSListener(t *testing.T) {
 	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprint(tc, "POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"+smuggled)
 	br := bufio.NewReader(tc)
-	resp, err := http.ReadResponse(br, nil)
+	resp, err = http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
