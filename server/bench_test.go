@@ -68,7 +68,7 @@ func BenchmarkGuardStream(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			var src io.Reader = &loopConn{data: bytes.Repeat(c.data, 16)}
 			if c.guard {
-				src = newGuard(src.(net.Conn))
+				src = newGuard(src.(net.Conn), nil)
 			}
 			br := bufio.NewReaderSize(src, 4<<10)
 			b.SetBytes(int64(len(c.data)))
@@ -115,7 +115,7 @@ rate_limit: {enabled: false}
 			}
 			srv := s.httpServer(s.main)
 			if guarded {
-				go srv.Serve(guardListener{ln})
+				go srv.Serve(newGuardListener(ln))
 			} else {
 				go srv.Serve(ln)
 			}

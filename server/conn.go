@@ -83,14 +83,28 @@ func asGuard(c net.Conn) *guardConn {
 }
 
 // guardListener wraps every accepted connection in a guardConn.
-type guardListener struct{ net.Listener }
+type guardListener struct {
+	net.Listener
+	bufs *sync.Pool
+}
+
+func newGuardListener(ln net.Listener) guardListener {
+	return guardListener{Listener: ln, bufs: newGuardBufs()}
+}
 
 func (l guardListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newGuard(c), nil
+	return newGuard(c, l.bufs), nil
+}
+
+// newGuardBufs pools head buffers: a connection holds one only while a
+// head is arriving or buffered, never while idle, so thousands of idle
+// keep-alive connections cost nothing here.
+func newGuardBufs() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, guardBufSize); return &b }}
 }
 
 type phase uint8
@@ -123,12 +137,13 @@ type guardConn struct {
 	remain  int64 // phLength: body bytes left
 	chunks  chunkScanner
 	standIn string
+	bufs    *sync.Pool // of *[]byte, guardBufSize each
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-func newGuard(c net.Conn) *guardConn { return &guardConn{Conn: c} }
+func newGuard(c net.Conn, bufs *sync.Pool) *guardConn { return &guardConn{Conn: c, bufs: bufs} }
 
 // tlsGuardConn is a guarded HTTP/1.1-over-TLS connection. net/http reads
 // ConnectionState to fill Request.TLS (it cannot see the *tls.Conn inside).
@@ -155,6 +170,21 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	for {
 		switch g.phase {
 		case phHead:
+			if g.r == g.w && g.scan == 0 {
+				// Idle between requests: wait in the caller's buffer and
+				// take a head buffer only once bytes arrive.
+				g.putBuf()
+				n, err := g.Conn.Read(p)
+				if n == 0 {
+					if err == nil {
+						err = io.ErrNoProgress
+					}
+					return 0, err
+				}
+				g.getBuf()
+				g.w = copy(g.buf, p[:n])
+				g.rerr = err
+			}
 			if err := g.readHead(); err != nil {
 				return 0, err
 			}
@@ -210,10 +240,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 // readHead reads until the buffer holds a whole head, then decides it.
 // It returns only read errors; a decision changes g.phase.
 func (g *guardConn) readHead() error {
-	if g.scan == 0 && g.r == g.w {
-		g.r, g.w = 0, 0
-	}
-	for fills := 0; ; fills++ {
+	for timed := false; ; {
 		// Empty lines before a request line are skipped (RFC 9112 §2.2);
 		// they never reach net/http, which would read them differently.
 		if g.scan == 0 {
@@ -249,11 +276,12 @@ func (g *guardConn) readHead() error {
 			return nil
 		}
 		g.scan = next
-		if fills == 1 {
+		if !timed && g.w > g.r {
 			// The head has begun but not arrived whole. net/http would
-			// now allow it readHeaderTimeout; it cannot see it yet, so
-			// the guard sets that deadline (net/http resets it later).
+			// now allow it readHeaderTimeout, but it cannot see the head
+			// yet, so the guard sets that deadline (net/http resets it).
 			_ = g.Conn.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+			timed = true
 		}
 		if err := g.fill(); err != nil {
 			return err
@@ -270,7 +298,7 @@ func (g *guardConn) fill() error {
 		return err
 	}
 	if g.buf == nil {
-		g.buf = make([]byte, guardBufSize)
+		g.getBuf()
 	}
 	if g.w == len(g.buf) {
 		g.compact()
@@ -292,6 +320,28 @@ func (g *guardConn) fill() error {
 		err = io.ErrNoProgress
 	}
 	return err
+}
+
+// getBuf takes an empty head buffer from the pool.
+func (g *guardConn) getBuf() {
+	if g.bufs == nil {
+		g.bufs = newGuardBufs()
+	}
+	g.buf = *g.bufs.Get().(*[]byte)
+	g.r, g.w = 0, 0
+}
+
+// putBuf returns the buffer once it holds nothing; only the reading
+// goroutine calls it (never Close, which may run concurrently).
+func (g *guardConn) putBuf() {
+	if g.buf == nil || g.r != g.w {
+		return
+	}
+	if len(g.buf) == guardBufSize {
+		b := g.buf
+		g.bufs.Put(&b)
+	}
+	g.buf, g.r, g.w = nil, 0, 0
 }
 
 // compact moves unread bytes to the front of the buffer.
@@ -330,7 +380,7 @@ func (g *guardConn) unread(b []byte, fromBuf bool) {
 		return
 	}
 	if g.buf == nil {
-		g.buf = make([]byte, max(guardBufSize, len(b)))
+		g.getBuf()
 	}
 	g.compact()
 	if len(g.buf)-g.w < len(b) {

@@ -56,5 +56,5 @@ func (s *Server) edgeListener(ln net.Listener) net.Listener {
 	if s.certs != nil {
 		return newTLSListener(ln, s.certs.serverConfig(), s.log)
 	}
-	return guardListener{ln}
+	return newGuardListener(ln)
 }

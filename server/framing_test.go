@@ -221,7 +221,7 @@ func FuzzGuard(f *testing.F) {
 	}
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		g := newGuard(&memConn{in: append([]byte(nil), in...), piece: 5})
+		g := newGuard(&memConn{in: append([]byte(nil), in...), piece: 5}, nil)
 		out, _ := io.ReadAll(io.LimitReader(g, int64(len(in)+len(refusedRequest)+1)))
 		if len(out) > len(in)+len(refusedRequest) {
 			t.Fatalf("guard yielded %d bytes from %d", len(out), len(in))

@@ -226,7 +226,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("listen admin_listen %s: %w", addr, err)
 		}
 		servers = append(servers, s.httpServer(s.admin))
-		listeners = append(listeners, guardListener{adminLn})
+		listeners = append(listeners, newGuardListener(adminLn))
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()

@@ -219,6 +219,7 @@ type tlsListener struct {
 	net.Listener
 	config *tls.Config
 	log    *slog.Logger
+	bufs   *sync.Pool // head buffers of the guarded HTTP/1.1 connections
 
 	conns     chan net.Conn
 	done      chan struct{}
@@ -227,7 +228,7 @@ type tlsListener struct {
 }
 
 func newTLSListener(inner net.Listener, cfg *tls.Config, log *slog.Logger) *tlsListener {
-	l := &tlsListener{Listener: inner, config: cfg, log: log, conns: make(chan net.Conn), done: make(chan struct{})}
+	l := &tlsListener{Listener: inner, config: cfg, log: log, bufs: newGuardBufs(), conns: make(chan net.Conn), done: make(chan struct{})}
 	go l.acceptLoop()
 	return l
 }
@@ -270,7 +271,7 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	}
 	var c net.Conn = tc
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
-		c = &tlsGuardConn{guardConn: newGuard(tc), tls: tc}
+		c = &tlsGuardConn{guardConn: newGuard(tc, l.bufs), tls: tc}
 	}
 	select {
 	case l.conns <- c:
