@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis/portcullis/metrics"
 )
@@ -48,6 +49,8 @@ type loopConn struct {
 	data []byte
 	off  int
 }
+
+func (c *loopConn) SetReadDeadline(time.Time) error { return nil }
 
 func (c *loopConn) Read(p []byte) (int, error) {
 	n := copy(p, c.data[c.off:])

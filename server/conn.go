@@ -138,6 +138,7 @@ type guardConn struct {
 	chunks  chunkScanner
 	standIn string
 	bufs    *sync.Pool // of *[]byte, guardBufSize each
+	bufp    *[]byte    // where buf came from, to give it back
 
 	closeOnce sync.Once
 	closeErr  error
@@ -308,7 +309,7 @@ func (g *guardConn) fill() error {
 		copy(nb, g.buf[g.r:g.w])
 		g.w -= g.r
 		g.r = 0
-		g.buf = nb
+		g.swapBuf(nb)
 	}
 	n, err := g.Conn.Read(g.buf[g.w:])
 	g.w += n
@@ -327,7 +328,8 @@ func (g *guardConn) getBuf() {
 	if g.bufs == nil {
 		g.bufs = newGuardBufs()
 	}
-	g.buf = *g.bufs.Get().(*[]byte)
+	g.bufp = g.bufs.Get().(*[]byte)
+	g.buf = *g.bufp
 	g.r, g.w = 0, 0
 }
 
@@ -337,11 +339,20 @@ func (g *guardConn) putBuf() {
 	if g.buf == nil || g.r != g.w {
 		return
 	}
-	if len(g.buf) == guardBufSize {
-		b := g.buf
-		g.bufs.Put(&b)
+	if g.bufp != nil && len(g.buf) == guardBufSize { // not a grown one
+		g.bufs.Put(g.bufp)
 	}
-	g.buf, g.r, g.w = nil, 0, 0
+	g.buf, g.bufp, g.r, g.w = nil, nil, 0, 0
+}
+
+// swapBuf replaces the buffer with a larger one (its contents copied
+// already), giving a pooled one back.
+func (g *guardConn) swapBuf(nb []byte) {
+	if g.bufp != nil {
+		g.bufs.Put(g.bufp)
+		g.bufp = nil
+	}
+	g.buf = nb
 }
 
 // compact moves unread bytes to the front of the buffer.
@@ -386,7 +397,7 @@ func (g *guardConn) unread(b []byte, fromBuf bool) {
 	if len(g.buf)-g.w < len(b) {
 		nb := make([]byte, g.w+len(b))
 		copy(nb, g.buf[:g.w])
-		g.buf = nb
+		g.swapBuf(nb)
 	}
 	// b goes before anything buffered (nothing is, when the body was read
 	// straight from the socket).
