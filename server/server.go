@@ -35,7 +35,7 @@ const (
 	idleTimeout        = 120 * time.Second
 	ownEndpointTimeout = 15 * time.Second
 	// maxHeaderBytes leaves room for an 8 KiB token and ordinary cookies;
-	// net/http answers 431 beyond it.
+	// a request head beyond it is answered 431 (see framing.go).
 	maxHeaderBytes = 32 << 10
 )
 
