@@ -86,7 +86,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 				// Idle between requests: wait in the caller's buffer and
 				// take a head buffer only once bytes arrive.
 				g.putBuf()
-				n, err := g.Conn.Read(p)
+				n, err := g.Conn.Read(p[:min(len(p), guardBufSize)])
 				if n == 0 {
 					if err == nil {
 						err = io.ErrNoProgress

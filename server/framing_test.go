@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -249,4 +250,31 @@ func FuzzGuard(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestGuardLargeReads: a reader asking for more than the head buffer at
+// once loses nothing.
+func TestGuardLargeReads(t *testing.T) {
+	t.Parallel()
+	var in strings.Builder
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&in, "POST /%d HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", i)
+	}
+	g := newGuard(&memConn{in: []byte(in.String()), piece: 1 << 20}, nil)
+	var out []byte
+	buf := make([]byte, 64<<10)
+	var err error
+	for {
+		n, rerr := g.Read(buf)
+		out = append(out, buf[:n]...)
+		if rerr != nil {
+			if rerr != io.EOF {
+				err = rerr
+			}
+			break
+		}
+	}
+	if err != nil || string(out) != in.String() {
+		t.Fatalf("guard changed the stream (%v): %d bytes in, %d out", err, in.Len(), len(out))
+	}
 }
