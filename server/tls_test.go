@@ -289,6 +289,20 @@ func TestRealTLSClients(t *testing.T) {
 			t.Errorf("curl %s: upstream got %+v", proto, got)
 		}
 	}
+	// A chunked upload large enough for curl to ask Expect: 100-continue,
+	// through the guard over TLS.
+	e.up.reset()
+	upload := strings.Repeat("0123456789abcdef", 128<<10) // 2 MiB
+	writeFile(t, filepath.Join(dir, "upload"), []byte(upload))
+	out, err := exec.Command(curl, "-sS", "--http1.1", "--cacert", filepath.Join(dir, "ca.pem"),
+		"-H", "Transfer-Encoding: chunked", "-H", "Expect: 100-continue", "--data-binary", "@"+filepath.Join(dir, "upload"),
+		"https://127.0.0.1:"+strings.Split(e.addr, ":")[1]+"/public/upload").CombinedOutput()
+	if err != nil || string(out) != fmt.Sprintf("ok %d", len(upload)) {
+		t.Errorf("curl chunked upload: %v %.200s", err, out)
+	}
+	if got := e.up.got(); len(got) != 1 || got[0].body != upload {
+		t.Errorf("upstream did not receive the upload whole")
+	}
 	sclient := func(args ...string) string {
 		cmd := exec.Command(openssl, append([]string{"s_client", "-connect", e.addr, "-CAfile", filepath.Join(dir, "ca.pem")}, args...)...)
 		cmd.Stdin = strings.NewReader("")
