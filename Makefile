@@ -3,7 +3,7 @@
 #   make test                                run every test
 # `make test` installs what the tests need from Debian packages when they are
 # missing: a C toolchain for -race (gcc, libc6-dev), redis-server, nginx,
-# caddy, promtool (package prometheus) for the alerting-rule tests, node and
+# caddy, curl and openssl for the TLS tests, promtool (package prometheus) for the alerting-rule tests, node and
 # npm, and the pinned npm packages (jose, openid-client) the tests run.
 
 GO      ?= go
@@ -33,6 +33,8 @@ deps:
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	[ -f /usr/include/stdlib.h ] || missing="$$missing libc6-dev"; \
 	command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test dependencies:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
@@ -66,6 +68,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzBearer$$' -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzForwardAuthHeaders$$' -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHead$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run '^$$' -fuzz '^FuzzChunkScanner$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./server/
 
 # The reproducible benchmark; see bench/README.md.
 bench:

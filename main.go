@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -201,13 +202,17 @@ func runHashSecret(getenv func(string) string, stdin io.Reader, stdout, stderr i
 // only the listen addresses, never keys or client secrets, so a probe every
 // few seconds costs no bcrypt and does not fail for want of a secret.
 func runHealthCheck(configPath string, getenv func(string) string, stderr io.Writer) int {
-	listen, addr, err := config.Listeners(configPath, getenv)
+	probe, err := config.ProbeTarget(configPath, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "portcullis: health check:", err)
 		return exitFailure
 	}
+	addr, scheme := probe.Admin, "http"
 	if addr == "" {
-		addr = listen
+		addr = probe.Listen
+		if probe.TLS {
+			scheme = "https" // listen serves only HTTPS then
+		}
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -218,7 +223,12 @@ func runHealthCheck(configPath string, getenv func(string) string, stderr io.Wri
 		host = "127.0.0.1"
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/health/live")
+	if scheme == "https" {
+		// The process checks itself over loopback: the certificate names
+		// the service, not 127.0.0.1, and liveness is all that is asked.
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	resp, err := client.Get(scheme + "://" + net.JoinHostPort(host, port) + "/health/live")
 	if err != nil {
 		fmt.Fprintln(stderr, "portcullis: health check:", errors.Unwrap(err))
 		return exitFailure

@@ -215,7 +215,7 @@ func FuzzListeners(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, _, err := listenersFrom(data, env(map[string]string{"BIND_ADDR": "127.0.0.1:1"}))
+		m, _, _, err := listenersFrom(data, env(map[string]string{"BIND_ADDR": "127.0.0.1:1"}))
 		if err == nil && m == "" {
 			t.Errorf("no error and an empty listen address for %q", data)
 		}

@@ -79,6 +79,7 @@ func Parse(data []byte, dir string, getenv func(string) string) (*Config, []stri
 }
 
 func resolvePaths(cfg *Config, dir string) {
+	resolveTLSPaths(cfg, dir)
 	for i, k := range cfg.Issuer.Keys {
 		if k.PrivateKeyFile != "" && !filepath.IsAbs(k.PrivateKeyFile) {
 			cfg.Issuer.Keys[i].PrivateKeyFile = filepath.Join(dir, k.PrivateKeyFile)
@@ -231,6 +232,7 @@ func DefaultSecurityHeaders() map[string]string {
 }
 
 func applyDefaults(c *Config) {
+	defaultTLS(c)
 	if c.Listen == "" {
 		c.Listen = ":8080"
 	}

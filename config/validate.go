@@ -56,6 +56,7 @@ func validate(cfg *Config) ([]string, []error) {
 	}
 	checkAddr(c, "listen", cfg.Listen, false)
 	checkAddr(c, "admin_listen", cfg.AdminAddr(), true)
+	checkTLS(c, cfg.TLS)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, cfg.Log.Level) {
 		c.fail("log.level", "%q is not one of debug, info, warn, error", cfg.Log.Level)
 	}

@@ -83,6 +83,12 @@ func newUpstream(t testing.TB) *upstream {
 			}
 			fmt.Fprint(w, "data: second\n\n")
 			return
+		case strings.HasSuffix(r.URL.Path, "/hints"):
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Set("X-Frame-Options", "SAMEORIGIN")
+			fmt.Fprint(w, "hinted")
+			return
 		case strings.HasPrefix(r.URL.Path, "/ws"):
 			conn, rw, err := http.NewResponseController(w).Hijack()
 			if err != nil {

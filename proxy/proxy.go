@@ -96,10 +96,6 @@ func New(o Options) (*Handler, error) {
 	return h, nil
 }
 
-// SecurityHeaders wraps next so every response carries the configured
-// security headers.
-func (h *Handler) SecurityHeaders(next http.Handler) http.Handler { return h.sec.Middleware(next) }
-
 // Close releases idle upstream connections.
 func (h *Handler) Close() {
 	if h.transport != nil {
@@ -152,8 +148,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v.principal != nil {
 		h.setIdentity(r.Header, v.principal)
 	}
+	setClientCert(r.Header, r)
 	r.Host = forwardHost(r.Host, t.host)
 	h.setForwarded(r, o)
+	limitUpgrade(r)
 	r.URL.Path = t.path.Match
 	r.URL.RawPath = ""
 	if t.path.Raw != t.path.Match {

@@ -18,35 +18,18 @@ const HeaderRequestID = "X-Request-Id"
 // maxRequestIDLen bounds a caller-supplied id so it cannot bloat logs.
 const maxRequestIDLen = 128
 
-// statusWriter records the status code. Unwrap lets http.ResponseController
-// reach Flush and Hijack, which streaming and WebSocket pass-through need.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // instrument counts responses in http_requests_total and times them, keeps
 // or assigns a request id, and turns a panic into a 500 (logged, not echoed).
-func instrument(m *metrics.Metrics, log *slog.Logger, next http.Handler) http.Handler {
+// route is called once per request and names the handler and the final
+// step (may be nil) that edits the header of the final response just
+// before it is written (the security headers): both come from the running
+// configuration, loaded once so a request finishes under the one it started
+// with.
+func instrument(m *metrics.Metrics, log *slog.Logger, route func() (final func(http.Header), next http.Handler)) http.Handler {
 	ids := newRequestIDs()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		final, next := route()
 		id := r.Header[HeaderRequestID]
 		if len(id) != 1 || !validRequestID(id[0]) {
 			id = []string{ids.next()}
@@ -55,7 +38,7 @@ func instrument(m *metrics.Metrics, log *slog.Logger, next http.Handler) http.Ha
 		// The request and response share the one-element slice: neither
 		// side appends in place (a copy's append reallocates).
 		w.Header()[HeaderRequestID] = id
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, final: final, id: id, req: r}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

@@ -163,6 +163,9 @@ func (s *Server) processWide(next *config.Config) []string {
 	if next.Log.Format != s.cfg.Log.Format {
 		out = append(out, "log.format")
 	}
+	if (next.TLS == nil) != (s.cfg.TLS == nil) {
+		out = append(out, "tls") // HTTPS or plain HTTP is the listener's mode
+	}
 	if next.RateLimit.OnRedisFailure != s.cfg.RateLimit.OnRedisFailure {
 		out = append(out, "rate_limit.on_redis_failure")
 	}

@@ -23,8 +23,9 @@ type runtime struct {
 	issuer *issuer.Issuer
 	proxy  *proxy.Handler
 
-	main  http.Handler // security headers + own endpoints + proxy
-	admin http.Handler // security headers + /metrics, /health*, /admin/*
+	main  http.Handler      // edge + own endpoints + proxy
+	final func(http.Header) // sets the security headers on the final response
+	admin http.Handler      // security headers + /metrics, /health*, /admin/*
 
 	// cancel stops this runtime's background work (trusted issuers' JWKS
 	// refresh); set by start, called by stop.

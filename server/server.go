@@ -36,7 +36,7 @@ const (
 	idleTimeout        = 120 * time.Second
 	ownEndpointTimeout = 15 * time.Second
 	// maxHeaderBytes leaves room for an 8 KiB token and ordinary cookies;
-	// net/http answers 431 beyond it.
+	// a request head beyond it is answered 431 (see framing.go).
 	maxHeaderBytes = 32 << 10
 )
 
@@ -60,6 +60,7 @@ type Server struct {
 	// rt is the running configuration, compiled. Requests load it once.
 	rt     atomic.Pointer[runtime]
 	reload reloader
+	certs  *certSource // nil without tls
 
 	main  http.Handler
 	admin http.Handler
@@ -99,12 +100,30 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 	s.rt.Store(rt)
 	// The listeners' handlers are fixed; each request loads the runtime
 	// once and is served by it to the end, whatever a reload does meanwhile.
-	s.main = instrument(s.metrics, s.log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.rt.Load().main.ServeHTTP(w, r)
-	}))
+	s.main = instrument(s.metrics, s.log, func() (func(http.Header), http.Handler) {
+		rt := s.rt.Load()
+		return rt.final, rt.main
+	})
 	s.admin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.rt.Load().admin.ServeHTTP(w, r)
 	})
+	if cfg.TLS != nil {
+		if s.certs, err = newCertSource(*cfg.TLS, log, s.metrics.TLSCertificateExpiry()); err != nil {
+			return nil, warnings, err
+		}
+		// Certificates follow the configuration: the reload watcher sees
+		// the cert, key and CA files change (they are *_file settings), and
+		// SIGHUP reloads too. A pair that does not load fails the reload.
+		s.OnReload(func(next *config.Config) (func(), error) {
+			if next.TLS == nil {
+				return nil, nil // reported as needing a restart (processWide)
+			}
+			if err := s.certs.Configure(*next.TLS); err != nil {
+				return nil, fmt.Errorf("tls: %w", err)
+			}
+			return nil, nil
+		})
+	}
 	return s, warnings, nil
 }
 
@@ -185,7 +204,8 @@ func (s *Server) buildHandlers(rt *runtime) {
 		}
 		rt.proxy.ServeHTTP(w, r)
 	})
-	rt.main = rt.proxy.SecurityHeaders(mainDispatch)
+	rt.main = s.edge(rt.proxy, mainDispatch)
+	rt.final = rt.proxy.ApplySecurityHeaders
 	adminMux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := admin[r.URL.Path]; ok {
 			limitOwn(w)
@@ -196,7 +216,7 @@ func (s *Server) buildHandlers(rt *runtime) {
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = w.Write([]byte(`{"error":"not_found"}` + "\n"))
 	})
-	rt.admin = rt.proxy.SecurityHeaders(adminMux)
+	rt.admin = rt.proxy.SecurityHeaders(s.edge(rt.proxy, adminMux))
 }
 
 // limitOwn bounds how long our own endpoints wait on a slow client.
@@ -218,7 +238,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	servers := []*http.Server{s.httpServer(s.main)}
-	listeners := []net.Listener{mainLn}
+	listeners := []net.Listener{s.edgeListener(mainLn)}
 	if addr := s.cfg.AdminAddr(); addr != "" {
 		adminLn, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
@@ -226,7 +246,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("listen admin_listen %s: %w", addr, err)
 		}
 		servers = append(servers, s.httpServer(s.admin))
-		listeners = append(listeners, adminLn)
+		listeners = append(listeners, newGuardListener(adminLn))
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -289,10 +309,15 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		// HTTP/1.x heads meet maxHeaderBytes in the connection guard, and
+		// HTTP/2 ones in edge; net/http's own 431 (without our headers)
+		// is only a backstop.
+		MaxHeaderBytes: 2 * maxHeaderBytes,
 		// net/http logs some request-triggered conditions once per request
 		// (a ';' in the query, a failed TLS handshake): summarised, not a
 		// line each.
-		ErrorLog: slog.NewLogLogger(s.events.Handler("http server error", s.log.Handler()), slog.LevelWarn),
+		ErrorLog:                     slog.NewLogLogger(s.events.Handler("http server error", s.log.Handler()), slog.LevelWarn),
+		ConnContext:                  connContext,
+		DisableGeneralOptionsHandler: true, // edge answers OPTIONS * with our headers
 	}
 }

@@ -53,7 +53,7 @@ func newTestServer(t *testing.T, extra string, env map[string]string) *Server {
 }
 
 // serverFrom builds a server from YAML; ${HASH} is the test client's hash.
-func serverFrom(t *testing.T, yaml string, env map[string]string) *Server {
+func serverFrom(t testing.TB, yaml string, env map[string]string) *Server {
 	t.Helper()
 	get := func(k string) string {
 		if k == "HASH" {
@@ -355,7 +355,8 @@ func TestClusterFromConfig(t *testing.T) {
 
 func TestPanicIsAJSON500(t *testing.T) {
 	t.Parallel()
-	h := instrument(metrics.New(), slog.New(slog.DiscardHandler), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	boom := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })
+	h := instrument(metrics.New(), slog.New(slog.DiscardHandler), func() (func(http.Header), http.Handler) { return nil, boom })
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 500 || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"server_error"`) {
