@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/portcullis/portcullis/policy"
 )
 
 // ForwardAuthPrefix is where forward-auth decisions are served.
@@ -36,28 +34,29 @@ const untrustedWarnEvery = 10 * time.Second
 // Original-request information that is missing, repeated or malformed is 400,
 // never 2xx (Authelia's CVE-2021-32637).
 func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	o := h.trust.origin(r)
-	t, err := h.originalRequest(r, o.trusted)
+	in, err := h.originalRequest(r, o.trusted)
+	in.Client, in.Authorization, in.Header, in.req = o.client, r.Header[hAuthorization], r.Header, r
 	if err != nil {
-		h.finish(start, "invalid_request")
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
+		d := h.Invalid(&in, err)
+		writeDecision(w, &d)
 		return
 	}
-	t.client = o.client
-	v, ok := h.check(w, r, &t, start)
-	if !ok {
+	d := h.Decide(r.Context(), &in)
+	if !d.Allowed() {
+		writeDecision(w, &d)
 		return
 	}
-	h.finish(start, "allowed")
-	if v.principal != nil {
-		h.setIdentity(w.Header(), v.principal)
+	hdr := w.Header()
+	setHeaders(hdr, d.Headers())
+	if d.Principal != nil {
+		h.setIdentity(hdr, d.Principal)
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
 
-func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error) {
+func (h *Handler) originalRequest(r *http.Request, trusted bool) (Input, error) {
 	hdr := r.Header
 	fromHeaders := hdr[hXForwardedURI] != nil || hdr[hXOriginalURL] != nil || hdr[hXOriginalURI] != nil ||
 		hdr[hXForwardedMethod] != nil || hdr[hXOriginalMethod] != nil
@@ -70,28 +69,24 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 		// Envoy ext_authz (HTTP): the original path follows the prefix and
 		// the method is the request's own.
 		if !hasSuffix || suffix == "" {
-			return target{}, errOriginal
+			return Input{}, errOriginal
 		}
-		p, err := policy.CleanPath(suffix)
-		if err != nil {
-			return target{}, err
-		}
-		return target{method: r.Method, host: r.Host, path: p, rawQuery: r.URL.RawQuery}, nil
+		return parseTarget(r.Method, r.Host, suffix, r.URL.RawQuery)
 	}
 	if suffix != "" {
-		return target{}, errOriginal // headers and a path suffix: two answers
+		return Input{}, errOriginal // headers and a path suffix: two answers
 	}
 	method, err := single(hdr, hXForwardedMethod, hXOriginalMethod)
-	if err != nil || method == "" || !validMethod(method) {
-		return target{}, errOriginal
+	if err != nil || method == "" {
+		return Input{}, errOriginal
 	}
 	uri, err := single(hdr, hXForwardedURI, hXOriginalURL, hXOriginalURI)
 	if err != nil || uri == "" {
-		return target{}, errOriginal
+		return Input{}, errOriginal
 	}
 	host := r.Host
 	if hosts := hdr[hXForwardedHost]; len(hosts) > 1 {
-		return target{}, errOriginal
+		return Input{}, errOriginal
 	} else if len(hosts) == 1 {
 		host = hosts[0]
 	}
@@ -99,7 +94,7 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 		// X-Original-URL may be a full URL.
 		u, perr := url.Parse(uri)
 		if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-			return target{}, errOriginal
+			return Input{}, errOriginal
 		}
 		host = u.Host
 		uri = u.RequestURI()
@@ -107,12 +102,7 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 			uri += "?"
 		}
 	}
-	rawPath, rawQuery, _ := strings.Cut(uri, "?")
-	p, err := policy.CleanPath(rawPath)
-	if err != nil {
-		return target{}, err
-	}
-	return target{method: method, host: host, path: p, rawQuery: rawQuery}, nil
+	return ParseTarget(method, host, uri)
 }
 
 // single returns the one value among the named headers; several headers, or
@@ -131,15 +121,6 @@ func single(h http.Header, names ...string) (string, error) {
 		return "", errOriginal
 	}
 	return out, nil
-}
-
-func validMethod(m string) bool {
-	for i := 0; i < len(m); i++ {
-		if c := m[i]; c < 'A' || c > 'Z' {
-			return false
-		}
-	}
-	return len(m) > 0 && len(m) <= 16
 }
 
 func (h *Handler) warnUntrusted(remote string) {

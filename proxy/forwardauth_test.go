@@ -104,11 +104,11 @@ func FuzzForwardAuthHeaders(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !validMethod(tg.method) {
-			t.Fatalf("accepted method %q", tg.method)
+		if !validMethod(tg.Method) {
+			t.Fatalf("accepted method %q", tg.Method)
 		}
-		if p, err := policy.CleanPath(tg.path.Raw); err != nil || p.Match != tg.path.Match {
-			t.Fatalf("accepted path %+v that the firewall refuses: %v", tg.path, err)
+		if p, err := policy.CleanPath(tg.Path.Raw); err != nil || p.Match != tg.Path.Match {
+			t.Fatalf("accepted path %+v that the firewall refuses: %v", tg.Path, err)
 		}
 	})
 }

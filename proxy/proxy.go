@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -105,51 +104,37 @@ func (h *Handler) Close() {
 	}
 }
 
-// target is the request being decided: the proxied request itself, or the
-// original request a forward-auth call describes.
-type target struct {
-	method   string
-	host     string
-	path     policy.Path
-	rawQuery string
-	client   netip.Addr
-}
-
-// verdict is what an allowed request carries forward.
-type verdict struct {
-	route     *policy.Route
-	principal *issuer.Principal
-}
-
 // ServeHTTP runs the pipeline for a request to the protected application.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	o := h.trust.origin(r)
 	h.scrub.scrub(r.Header) // on every outcome, before anything can read them
+	in := Input{Method: r.Method, Host: r.Host, RawQuery: r.URL.RawQuery, Client: o.client,
+		Authorization: r.Header[hAuthorization], Header: r.Header, req: r}
 	if h.rp == nil {
-		h.finish(start, "not_found")
-		writeError(w, http.StatusNotFound, codeNotFound, "no route for this path")
+		d := refusal(http.StatusNotFound, codeNotFound, "no route for this path")
+		h.finish(time.Now(), d.result())
+		writeDecision(w, &d)
 		return
 	}
 	p, err := policy.CleanPath(RequestPath(r))
 	if err != nil {
-		h.finish(start, "invalid_request")
-		h.secLog(r, "ambiguous request path refused", "remote", o.client.String(), "method", r.Method)
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "ambiguous request path")
+		d := h.Invalid(&in, err)
+		writeDecision(w, &d)
 		return
 	}
-	t := target{method: r.Method, host: r.Host, path: p, rawQuery: r.URL.RawQuery, client: o.client}
-	v, ok := h.check(w, r, &t, start)
-	if !ok {
+	in.Path = p
+	d := h.Decide(r.Context(), &in)
+	if !d.Allowed() {
+		writeDecision(w, &d)
 		return
 	}
-	h.finish(start, "allowed")
+	setHeaders(w.Header(), d.Headers())
 
 	if !h.forwardAuthz {
 		delete(r.Header, hAuthorization)
 	}
-	if v.principal != nil {
-		h.setIdentity(r.Header, v.principal)
+	if d.Principal != nil {
+		h.setIdentity(r.Header, d.Principal)
 	}
 	h.setForwarded(r, o)
 	r.URL.Path = p.Match
@@ -184,15 +169,10 @@ func (h *Handler) finish(start time.Time, result string) {
 }
 
 // setIdentity sets the verified identity headers (their incoming copies were
-// scrubbed already). The five values share one backing array.
+// scrubbed already).
 func (h *Handler) setIdentity(hdr http.Header, p *issuer.Principal) {
-	v := [5]string{p.Subject, p.ClientID, p.ScopeString, p.Issuer, p.TokenID}
-	vals := v[:]
-	for i, name := range h.identNames {
-		if vals[i] != "" {
-			hdr[name] = vals[i : i+1 : i+1]
-		}
-	}
+	var buf [8]Header
+	setHeaders(hdr, h.IdentityHeaders(buf[:0], p))
 }
 
 // setForwarded records the X-Forwarded-* values the upstream should see:

@@ -88,6 +88,8 @@ func TestProxyDecisions(t *testing.T) {
 		{name: "optional anonymous", target: "/docs", wantStatus: 200, wantUpstream: true},
 		{name: "optional with bad token", target: "/docs", headers: []string{bearer("a.b.c")}, wantStatus: 401},
 		{name: "two Authorization headers", target: "/admin", headers: []string{bearer(admin), bearer(admin)}, wantStatus: 400},
+		{name: "two credentials in one header", target: "/admin", headers: []string{"Authorization: Bearer " + admin + ", Bearer " + reader}, wantStatus: 400},
+		{name: "basic then bearer in one header", target: "/admin", headers: []string{"Authorization: Basic YTpi,Bearer " + admin}, wantStatus: 400},
 		{name: "query token", target: "/admin?access_token=" + admin, wantStatus: 400},
 		{name: "query token with header", target: "/admin?x=1&access_token=x", headers: []string{bearer(admin)}, wantStatus: 400},
 		{name: "double slash", target: "//admin", headers: []string{bearer(reader)}, wantStatus: 400},
