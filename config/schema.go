@@ -14,6 +14,7 @@ import (
 type Config struct {
 	Listen               string            `yaml:"listen"`
 	AdminListen          *string           `yaml:"admin_listen"`
+	GRPCListen           string            `yaml:"grpc_listen"`
 	Environment          string            `yaml:"environment"`
 	Log                  Log               `yaml:"log"`
 	Shutdown             Shutdown          `yaml:"shutdown"`

@@ -93,9 +93,10 @@ func isTokenChar(c byte) bool {
 }
 
 // hasQueryToken reports an access_token query parameter (RFC 6750 §2.3),
-// which we refuse: URLs end up in logs and Referer headers.
+// which we refuse: URLs end up in logs and Referer headers. The name is
+// recognised after percent-decoding (%61ccess_token), as servers read it.
 func hasQueryToken(rawQuery string) bool {
-	if !strings.Contains(rawQuery, "access_token") {
+	if !strings.Contains(rawQuery, "access_token") && strings.IndexByte(rawQuery, '%') < 0 {
 		return false
 	}
 	q, err := url.ParseQuery(rawQuery)

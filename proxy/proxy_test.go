@@ -92,6 +92,7 @@ func TestProxyDecisions(t *testing.T) {
 		{name: "basic then bearer in one header", target: "/admin", headers: []string{"Authorization: Basic YTpi,Bearer " + admin}, wantStatus: 400},
 		{name: "query token", target: "/admin?access_token=" + admin, wantStatus: 400},
 		{name: "query token with header", target: "/admin?x=1&access_token=x", headers: []string{bearer(admin)}, wantStatus: 400},
+		{name: "percent-encoded query token", target: "/admin?%61ccess_token=x", headers: []string{bearer(admin)}, wantStatus: 400},
 		{name: "double slash", target: "//admin", headers: []string{bearer(reader)}, wantStatus: 400},
 		{name: "dot-dot from public", target: "/public/../admin", wantStatus: 400},
 		{name: "encoded dot-dot", target: "/public/%2e%2e/admin", wantStatus: 400},

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/extauthz"
 	"github.com/portcullis/portcullis/issuer"
 	"github.com/portcullis/portcullis/metrics"
 	"github.com/portcullis/portcullis/policy"
@@ -49,6 +50,7 @@ type Server struct {
 	limiter     *ratelimit.Limiter
 	revocations *revocation.Store
 	redis       redis.UniversalClient
+	grpc        *extauthz.Server // nil unless grpc_listen is set
 
 	main  http.Handler
 	admin http.Handler
@@ -101,6 +103,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 	}
 	s.proxy = px
 	s.buildHandlers()
+	if err := s.buildGRPC(nil); err != nil {
+		return nil, warnings, err
+	}
 	return s, warnings, nil
 }
 
@@ -228,7 +233,14 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.limiter.Run(bg)
 	go s.revocations.Run(bg)
 
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+1)
+	grpcAddr, err := s.serveGRPC(ctx, &lc, errc)
+	if err != nil {
+		for _, ln := range listeners {
+			ln.Close()
+		}
+		return err
+	}
 	for i := range servers {
 		go func(srv *http.Server, ln net.Listener) {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -238,7 +250,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.started.Store(true)
 	s.log.Info("portcullis started", "listen", mainLn.Addr().String(), "admin_listen", s.cfg.AdminAddr(),
-		"environment", s.cfg.Environment, "upstream", s.cfg.Upstream != nil, "redis", s.redis != nil)
+		"grpc_listen", grpcAddr, "environment", s.cfg.Environment, "upstream", s.cfg.Upstream != nil, "redis", s.redis != nil)
 
 	select {
 	case err := <-errc:
@@ -247,6 +259,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
+	s.drainGRPC()
 	s.log.Info("shutting down", "delay", s.cfg.Shutdown.Delay.D().String(), "grace", s.cfg.Shutdown.Grace.D().String())
 	if d := s.cfg.Shutdown.Delay.D(); d > 0 {
 		time.Sleep(d) // keep serving while load balancers notice readiness is 503
@@ -258,11 +271,16 @@ func (s *Server) shutdown(servers []*http.Server, grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var errs []error
+	grpcDone := make(chan error, 1)
+	go func() { grpcDone <- s.stopGRPC(ctx) }()
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 			srv.Close()
 		}
+	}
+	if err := <-grpcDone; err != nil {
+		errs = append(errs, err)
 	}
 	s.proxy.Close()
 	if s.redis != nil {
