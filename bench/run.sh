@@ -292,12 +292,13 @@ function median(list,   n, a, i, j, t) {
 END {
   for (i = 1; i <= k; i++) { n = order[i]; R[n] = median(rps[n]); P50[n] = median(p50[n]); P99[n] = median(p99[n]); M[n] = median(rss[n]) }
   bare = R["bare_proxy"]; bv = R["bare_es256"]; bp99 = P99["bare_proxy"]
-  if (!bare) bare = -1; if (!bv) bv = -1; if (!bp99) bp99 = -1   # a partial run (ONLY): ratios are negative
+  if (!bare) bare = -1; if (!bv) bv = -1; if (!bp99) bp99 = -1   # a partial run (ONLY): no ratios
   print "| target | req/s | p50 ms | p99 ms | vs bare proxy | p99 vs bare | peak RSS MiB | non-2xx |"
   print "|---|---:|---:|---:|---:|---:|---:|---:|"
   for (i = 1; i <= k; i++) {
     n = order[i]
-    printf "| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.1f | %d |\n", n, R[n], P50[n], P99[n], R[n] / bare, P99[n] / bp99, M[n] / 1024, bad[n]
+    if (bare > 0) printf "| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.1f | %d |\n", n, R[n], P50[n], P99[n], R[n] / bare, P99[n] / bp99, M[n] / 1024, bad[n]
+    else printf "| %s | %.0f | %.2f | %.2f | - | - | %.1f | %d |\n", n, R[n], P50[n], P99[n], M[n] / 1024, bad[n]
     printf "%s,%.0f,%.3f,%.3f,%.3f,%.1f,%d\n", n, R[n], P50[n], P99[n], R[n] / bare, M[n] / 1024, bad[n] > (out "/results.csv")
   }
   print ""
