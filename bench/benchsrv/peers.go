@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
@@ -69,7 +70,7 @@ func ghzSummary(in io.Reader) {
 			Percentage int     `json:"percentage"`
 			Latency    float64 `json:"latency"` // nanoseconds
 		} `json:"latencyDistribution"`
-		StatusCodeDistribution map[string]int `json:"statusCodeDistribution"`
+		ErrorDistribution map[string]int `json:"errorDistribution"`
 	}
 	if err := json.NewDecoder(in).Decode(&r); err != nil {
 		log.Fatalf("ghz report: %v", err)
@@ -79,9 +80,10 @@ func ghzSummary(in io.Reader) {
 		p[l.Percentage] = l.Latency / 1e6
 	}
 	nonOK := 0
-	for code, n := range r.StatusCodeDistribution {
-		// Canceled: the calls still in flight when ghz's -z ran out.
-		if code != "OK" && code != "Canceled" {
+	for msg, n := range r.ErrorDistribution {
+		// Calls still in flight when ghz's -z runs out are cut off
+		// (canceled, or the transport closes under them): not failures.
+		if !strings.Contains(msg, "transport is closing") && !strings.Contains(msg, "context canceled") {
 			nonOK += n
 		}
 	}
