@@ -62,9 +62,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return nil, err // Envoy has given up; its failure_mode_allow decides
 	}
 	if d.Allowed() {
-		return allowed(h, &d, hdrs), nil
+		return s.allowed(h, &d, hdrs), nil
 	}
-	return denied(h, &d), nil
+	return s.denied(h, &d), nil
 }
 
 // target reads the request line. Envoy sends the raw request target, query
@@ -127,11 +127,32 @@ func requestID(hr *authv3.AttributeContext_HttpRequest, hdrs headers) string {
 // headerAction: identity headers replace whatever the request carried.
 var headerAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 
-func option(name, value string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: strings.ToLower(name), Value: value},
-		AppendAction: headerAction,
+// options renders header fields as Envoy header options, names lower-cased
+// as Envoy writes them; two allocations for the whole list.
+func (s *Server) options(fields []proxy.Header) []*corev3.HeaderValueOption {
+	if len(fields) == 0 {
+		return nil
 	}
+	opts := make([]corev3.HeaderValueOption, len(fields))
+	vals := make([]corev3.HeaderValue, len(fields))
+	out := make([]*corev3.HeaderValueOption, len(fields))
+	for i, f := range fields {
+		vals[i].Key, vals[i].Value = s.lower(f.Name), f.Value
+		opts[i].Header, opts[i].AppendAction = &vals[i], headerAction
+		out[i] = &opts[i]
+	}
+	return out
+}
+
+// lower returns name in lower case. Names come from configuration and
+// constants (a small closed set), so each is lowered once.
+func (s *Server) lower(name string) string {
+	if v, ok := s.lowered.Load(name); ok {
+		return v.(string)
+	}
+	l := strings.ToLower(name)
+	s.lowered.Store(name, l)
+	return l
 }
 
 // allowed renders an allowed decision. Envoy applies headers first, then
@@ -140,22 +161,22 @@ func option(name, value string) *corev3.HeaderValueOption {
 // scrub that the request carries (any x-auth-*, CGI spellings such as
 // x_auth_subject, forward-auth and method-override headers), and
 // authorization unless forward_authorization.
-func allowed(h *proxy.Handler, d *proxy.Decision, hdrs headers) *authv3.CheckResponse {
+func (s *Server) allowed(h *proxy.Handler, d *proxy.Decision, hdrs headers) *authv3.CheckResponse {
 	var buf [8]proxy.Header
 	ids := h.IdentityHeaders(buf[:0], d.Principal)
-	ok := &authv3.OkHttpResponse{}
-	set := make([]string, 0, len(ids))
-	for _, f := range ids {
-		ok.Headers = append(ok.Headers, option(f.Name, f.Value))
-		set = append(set, strings.ToLower(f.Name))
+	ok := &authv3.OkHttpResponse{Headers: s.options(ids)}
+	isSet := func(name string) bool {
+		return slices.ContainsFunc(ids, func(f proxy.Header) bool { return s.lower(f.Name) == name })
 	}
+	names := h.IdentityHeaderNames()
+	ok.HeadersToRemove = make([]string, 0, len(names)+1)
 	remove := func(name string) {
-		if !slices.Contains(set, name) && !slices.Contains(ok.HeadersToRemove, name) {
+		if !isSet(name) && !slices.Contains(ok.HeadersToRemove, name) {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}
-	for _, n := range h.IdentityHeaderNames() {
-		remove(strings.ToLower(n))
+	for _, n := range names {
+		remove(s.lower(n))
 	}
 	var carried []string
 	for name := range hdrs.m {
@@ -170,9 +191,7 @@ func allowed(h *proxy.Handler, d *proxy.Decision, hdrs headers) *authv3.CheckRes
 	if !h.ForwardAuthorization() {
 		remove(hAuthorization)
 	}
-	for _, f := range d.Headers() {
-		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, option(f.Name, f.Value))
-	}
+	ok.ResponseHeadersToAdd = s.options(d.Headers())
 	return &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
@@ -182,7 +201,7 @@ func allowed(h *proxy.Handler, d *proxy.Decision, hdrs headers) *authv3.CheckRes
 // denied renders a refusal: the gRPC code for its status, and the HTTP
 // answer Envoy sends the client, the same status, body and headers as
 // proxy mode (security headers included).
-func denied(h *proxy.Handler, d *proxy.Decision) *authv3.CheckResponse {
+func (s *Server) denied(h *proxy.Handler, d *proxy.Decision) *authv3.CheckResponse {
 	fields := h.SecurityHeaderFields(make([]proxy.Header, 0, 16))
 	// The decision's own fields win over a security header of the same name.
 	fields = slices.DeleteFunc(fields, func(f proxy.Header) bool {
@@ -190,11 +209,9 @@ func denied(h *proxy.Handler, d *proxy.Decision) *authv3.CheckResponse {
 	})
 	fields = append(fields, d.Headers()...)
 	dr := &authv3.DeniedHttpResponse{
-		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-		Body:   string(d.Body()),
-	}
-	for _, f := range fields {
-		dr.Headers = append(dr.Headers, option(f.Name, f.Value))
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+		Headers: s.options(fields),
+		Body:    string(d.Body()),
 	}
 	return &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(Code(d.Status)), Message: d.Code},
