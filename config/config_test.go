@@ -30,6 +30,7 @@ func TestParseDefaults(t *testing.T) {
 	}{
 		{"listen", cfg.Listen, ":8080"},
 		{"admin", cfg.AdminAddr(), ":9090"},
+		{"grpc off", cfg.GRPCListen, ""},
 		{"ttl", cfg.Issuer.TokenTTL.D(), time.Hour},
 		{"skew", cfg.ClockSkew.D(), 30 * time.Second},
 		{"audience", strings.Join(cfg.Audience, ","), "https://auth.example.com"},
@@ -97,6 +98,9 @@ issuer:
 		{"bad limit key", minimal + "rate_limit: {default: {requests: 1, per: 1s, key: user}}\n", nil, []string{"rate_limit.default.key"}},
 		{"bad failure policy", minimal + "rate_limit: {on_redis_failure: panic}\n", nil, []string{"rate_limit.on_redis_failure"}},
 		{"bad redis url", minimal + "redis: {url: http://x}\n", nil, []string{"redis.url"}},
+		{"bad grpc_listen", minimal + "grpc_listen: \"9191\"\n", nil, []string{"grpc_listen: \"9191\" is not host:port"}},
+		{"grpc_listen shares listen", minimal + "grpc_listen: \":8080\"\n", nil, []string{"grpc_listen: \":8080\" is also listen"}},
+		{"bad GRPC_BIND_ADDR", minimal, map[string]string{"GRPC_BIND_ADDR": "localhost"}, []string{"grpc_listen: \"localhost\" is not host:port"}},
 		{"bad env override", minimal, map[string]string{"RATE_LIMIT_REQUESTS_PER_MINUTE": "lots"}, []string{"RATE_LIMIT_REQUESTS_PER_MINUTE"}},
 		{"short CLIENT_SECRET in production", `
 environment: production
@@ -148,7 +152,7 @@ issuer:
   clients: [{id: a, secret_hash: "$2a$04$abcdefghijklmnopqrstuuJ5ExvUIVGoGu0K0C3I1cViSn8nlmW2W"}]
 `
 	cfg, _, err := Parse([]byte(yaml), t.TempDir(), env(map[string]string{
-		"PORT_ADDR": ":1234", "ADMIN_BIND_ADDR": "127.0.0.1:9999", "LOG_LEVEL": "DEBUG",
+		"PORT_ADDR": ":1234", "ADMIN_BIND_ADDR": "127.0.0.1:9999", "GRPC_BIND_ADDR": "127.0.0.1:9191", "LOG_LEVEL": "DEBUG",
 		"JWT_EXPIRATION_HOURS": "2", "REDIS_URL": "redis://127.0.0.1:1/0", "DISABLE_RATE_LIMIT": "true",
 		"RATE_LIMIT_REQUESTS_PER_MINUTE": "7", "SECURITY_EVENTS_LOG": "false",
 		"JWT_SECRET_KEY": "0123456789abcdef0123456789abcdef",
@@ -164,6 +168,7 @@ issuer:
 		{"expanded", cfg.Listen, ":1234"},
 		{"default expanded", cfg.Environment, "development"},
 		{"admin", cfg.AdminAddr(), "127.0.0.1:9999"},
+		{"grpc", cfg.GRPCListen, "127.0.0.1:9191"},
 		{"level", cfg.Log.Level, "debug"},
 		{"ttl", cfg.Issuer.TokenTTL.D(), 2 * time.Hour},
 		{"redis", cfg.Redis.URL.Reveal(), "redis://127.0.0.1:1/0"},

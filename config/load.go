@@ -106,6 +106,9 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 	if v, ok := lookup(getenv, "ADMIN_BIND_ADDR"); ok {
 		cfg.AdminListen = &v
 	}
+	if v, ok := lookup(getenv, "GRPC_BIND_ADDR"); ok {
+		cfg.GRPCListen = v
+	}
 	if v := getenv("ENVIRONMENT"); v != "" {
 		cfg.Environment = v
 	}

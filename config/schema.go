@@ -15,6 +15,7 @@ type Config struct {
 	Listen               string            `yaml:"listen"`
 	AdminListen          *string           `yaml:"admin_listen"`
 	TLS                  *TLS              `yaml:"tls"`
+	GRPCListen           string            `yaml:"grpc_listen"`
 	Environment          string            `yaml:"environment"`
 	Log                  Log               `yaml:"log"`
 	Shutdown             Shutdown          `yaml:"shutdown"`

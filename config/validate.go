@@ -57,6 +57,10 @@ func validate(cfg *Config) ([]string, []error) {
 	checkAddr(c, "listen", cfg.Listen, false)
 	checkAddr(c, "admin_listen", cfg.AdminAddr(), true)
 	checkTLS(c, cfg.TLS)
+	checkAddr(c, "grpc_listen", cfg.GRPCListen, true)
+	if cfg.GRPCListen != "" && (cfg.GRPCListen == cfg.Listen || cfg.GRPCListen == cfg.AdminAddr()) {
+		c.fail("grpc_listen", "%q is also listen or admin_listen; gRPC ext_authz needs a port of its own", cfg.GRPCListen)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, cfg.Log.Level) {
 		c.fail("log.level", "%q is not one of debug, info, warn, error", cfg.Log.Level)
 	}

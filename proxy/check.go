@@ -1,10 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/portcullis/portcullis/issuer"
 	"github.com/portcullis/portcullis/policy"
@@ -17,7 +17,10 @@ var (
 )
 
 // bearer extracts the token from Authorization (RFC 6750 §2.1; the scheme is
-// case-insensitive). A header with another scheme counts as no token.
+// case-insensitive). A header with another scheme counts as no token. Two
+// credentials are an error whether they come as two fields or as one field
+// holding a comma-separated list (how Envoy forwards repeated headers): the
+// front proxy and the upstream could each pick a different one.
 func bearer(values []string) (token string, sent bool, err error) {
 	switch len(values) {
 	case 0:
@@ -26,8 +29,14 @@ func bearer(values []string) (token string, sent bool, err error) {
 	default:
 		return "", true, errDuplicateAuthorization
 	}
-	scheme, rest, _ := strings.Cut(values[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	v := values[0]
+	scheme, rest, _ := strings.Cut(v, " ")
+	isBearer := strings.EqualFold(scheme, "Bearer")
+	if strings.IndexByte(v, ',') >= 0 && (isBearer || twoCredentials(v)) {
+		// A bearer token never holds a comma (RFC 6750 §2.1 b64token).
+		return "", true, errDuplicateAuthorization
+	}
+	if !isBearer {
 		return "", false, nil
 	}
 	token = strings.TrimSpace(rest)
@@ -37,78 +46,109 @@ func bearer(values []string) (token string, sent bool, err error) {
 	return token, true, nil
 }
 
-// check runs match → verify → policy → limit for t. On refusal it writes the
-// response, counts it, and returns ok=false.
-func (h *Handler) check(w http.ResponseWriter, r *http.Request, t *target, start time.Time) (verdict, bool) {
-	route := h.table.Match(t.method, t.host, t.path.Match)
-	if route == nil {
-		h.finish(start, "not_found")
-		writeError(w, http.StatusNotFound, codeNotFound, "no route for this path")
-		return verdict{}, false
+// twoCredentials reports whether a comma-separated Authorization value
+// holds a second credentials (RFC 9110 §11.4: auth-scheme [ 1*SP ( token68
+// / #auth-param ) ]): after a comma outside a quoted string, an auth-param
+// is a token followed by "=", anything else starts another credentials.
+func twoCredentials(v string) bool {
+	quoted, escaped, elemStart := false, false, -1
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			if elemStart >= 0 && !isAuthParam(v[elemStart:i]) {
+				return true
+			}
+			elemStart = i + 1
+		}
 	}
-	v := verdict{route: route}
+	return elemStart >= 0 && !isAuthParam(v[elemStart:])
+}
+
+// isAuthParam reports whether a list element is empty (RFC 9110 §5.6.1) or
+// an auth-param: token BWS "=" ….
+func isAuthParam(elem string) bool {
+	elem = strings.TrimLeft(elem, " \t")
+	i := 0
+	for i < len(elem) && isTokenChar(elem[i]) {
+		i++
+	}
+	if elem == "" {
+		return true
+	}
+	return i > 0 && strings.HasPrefix(strings.TrimLeft(elem[i:], " \t"), "=")
+}
+
+// isTokenChar reports RFC 9110 §5.6.2 tchar.
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// decide runs match → verify → policy → limit for in.
+func (h *Handler) decide(ctx context.Context, in *Input) Decision {
+	route := h.table.Match(in.Method, in.Host, in.Path.Match)
+	if route == nil {
+		return refusal(http.StatusNotFound, codeNotFound, "no route for this path")
+	}
+	var principal *issuer.Principal
 	if route.Auth != policy.AuthNone {
-		token, sent, err := bearer(r.Header[hAuthorization])
-		if err == errDuplicateAuthorization || hasQueryToken(t.rawQuery) {
-			h.finish(start, "invalid_request")
-			writeError(w, http.StatusBadRequest, codeInvalidRequest, "send one bearer token, in the Authorization header only")
-			return v, false
+		token, sent, err := bearer(in.Authorization)
+		if err == errDuplicateAuthorization || hasQueryToken(in.RawQuery) {
+			return refusal(http.StatusBadRequest, codeInvalidRequest, "send one bearer token, in the Authorization header only")
 		}
 		if sent {
-			p, verr := h.verify(r, t, token, err)
+			p, verr := h.verify(ctx, in, token, err)
 			if verr != nil {
 				// Only here: errors.As makes its target escape, which would
 				// cost an allocation on every request.
 				var pre *preVerifyLimited
 				if errors.As(verr, &pre) {
-					h.secLog(r, "signature checks rate limited", "remote", t.client.String(), "route", route.Name)
-					h.finish(start, "rate_limited")
-					h.tooMany(w, pre.spec, pre.res)
-					return v, false
+					h.event(in, "signature checks rate limited", "remote", in.Client.String(), "route", route.Name)
+					return h.tooMany(pre.spec, pre.res)
 				}
 				reason := issuer.Reason(verr)
 				h.metrics.AuthFailures.WithLabelValues(reason).Inc()
-				h.finish(start, "unauthorized")
-				h.secLog(r, "token rejected", "reason", reason, "remote", t.client.String(), "route", route.Name)
-				unauthorized(w, true, describe(verr))
-				return v, false
+				h.event(in, "token rejected", "reason", reason, "remote", in.Client.String(), "route", route.Name)
+				return unauthorized(true, describe(verr))
 			}
-			v.principal = p
+			principal = p
 		}
 	}
 	var caller policy.Caller
-	if v.principal != nil {
-		caller = v.principal
+	if principal != nil {
+		caller = principal
 	}
 	switch outcome, scope := policy.Decide(route, caller); outcome {
 	case policy.Unauthenticated:
 		h.metrics.AuthFailures.WithLabelValues("missing_token").Inc()
-		h.finish(start, "unauthorized")
-		unauthorized(w, false, "")
-		return v, false
+		return unauthorized(false, "")
 	case policy.Forbidden:
 		h.metrics.AuthFailures.WithLabelValues("insufficient_scope").Inc()
-		h.finish(start, "forbidden")
-		h.secLog(r, "insufficient scope", "sub", v.principal.Subject, "route", route.Name, "required", scope)
-		forbidden(w, scope)
-		return v, false
+		h.event(in, "insufficient scope", "sub", principal.Subject, "route", route.Name, "required", scope)
+		return forbidden(scope)
 	case policy.Denied:
+		// Claims belong to the identity, not to what a client may ask for:
+		// 403 access_denied without an insufficient_scope challenge.
 		h.metrics.AuthFailures.WithLabelValues("access_denied").Inc()
-		h.finish(start, "forbidden")
-		h.secLog(r, "claims requirement not met", "sub", v.principal.Subject, "route", route.Name)
-		accessDenied(w)
-		return v, false
+		h.event(in, "claims requirement not met", "sub", principal.Subject, "route", route.Name)
+		return accessDenied()
 	}
-	if !h.rateLimit(w, r, t, &v, start) {
-		return v, false
-	}
-	return v, true
+	d := Decision{Status: http.StatusOK, Route: route, Principal: principal}
+	h.rateLimit(ctx, in, &d)
+	return d
 }
 
 // verify checks the token. A token not seen before costs a signature check,
 // so its client IP first pays from rate_limit.new_tokens: a flood of fresh
 // or forged tokens is stopped before any crypto (preVerifyLimited).
-func (h *Handler) verify(r *http.Request, t *target, token string, parseErr error) (*issuer.Principal, error) {
+func (h *Handler) verify(ctx context.Context, in *Input, token string, parseErr error) (*issuer.Principal, error) {
 	if parseErr != nil {
 		return nil, issuer.ErrMalformed
 	}
@@ -117,7 +157,7 @@ func (h *Handler) verify(r *http.Request, t *target, token string, parseErr erro
 		return pd.Principal, err
 	}
 	if spec := h.limits.newToken; h.limits.enabled && spec != nil {
-		res, err := h.limiter.Allow(r.Context(), spec.scope, ratelimit.Key{Kind: "ip", Value: ipKey(t.client)}, spec.limit)
+		res, err := h.limiter.Allow(ctx, spec.scope, ratelimit.Key{Kind: "ip", Value: ipKey(in.Client)}, spec.limit)
 		if err == nil && !res.Allowed {
 			if !spec.shadow {
 				return nil, &preVerifyLimited{res: res, spec: spec}
@@ -156,42 +196,47 @@ func describe(err error) string {
 	return "the token is invalid"
 }
 
-// rateLimit applies the route's limit (or the default). It writes the
-// RateLimit headers on every limited response and answers 429 (or 503 under
-// on_redis_failure: deny) itself.
-func (h *Handler) rateLimit(w http.ResponseWriter, r *http.Request, t *target, v *verdict, start time.Time) bool {
-	spec := h.limits.forRoute(v.route)
+// rateLimit applies the route's limit (or the default) to an allowed
+// decision: it adds the RateLimit headers, or turns d into the 429 (or the
+// 503 of on_redis_failure: deny).
+func (h *Handler) rateLimit(ctx context.Context, in *Input, d *Decision) {
+	spec := h.limits.forRoute(d.Route)
 	if spec == nil {
-		return true
+		return
 	}
-	key := spec.key(r.Header, v.principal, t.client)
-	res, err := h.limiter.Allow(r.Context(), spec.scope, key, spec.limit)
+	key := spec.key(in.Header, d.Principal, in.Client)
+	res, err := h.limiter.Allow(ctx, spec.scope, key, spec.limit)
 	if errors.Is(err, ratelimit.ErrUnavailable) {
-		h.finish(start, "unavailable")
-		w.Header().Set(hRetryAfter, "1")
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "rate limiting is unavailable; retry")
-		return false
+		*d = unavailable()
+		return
 	}
 	if res.Allowed {
-		spec.writeHeaders(w.Header(), res)
-		return true
+		spec.addHeaders(d, res)
+		return
 	}
-	h.secLog(r, "rate limit exceeded", "route", spec.name, "key_type", spec.keyType, "remote", t.client.String(), "shadow", spec.shadow)
+	h.event(in, "rate limit exceeded", "route", spec.name, "key_type", spec.keyType, "remote", in.Client.String(), "shadow", spec.shadow)
 	if spec.shadow {
 		h.metrics.RateLimitViolations.WithLabelValues(spec.name).Inc()
-		spec.writeHeaders(w.Header(), res)
-		return true
+		spec.addHeaders(d, res)
+		return
 	}
-	h.finish(start, "rate_limited")
-	h.tooMany(w, spec, res)
-	return false
+	*d = h.tooMany(spec, res)
 }
 
-// tooMany is the one 429 answer: counted per limit, with the RateLimit
+// tooMany is the one 429 decision: counted per limit, with the RateLimit
 // headers and Retry-After in whole seconds, rounded up.
-func (h *Handler) tooMany(w http.ResponseWriter, spec *limitSpec, res ratelimit.Result) {
+func (h *Handler) tooMany(spec *limitSpec, res ratelimit.Result) Decision {
 	h.metrics.RateLimitViolations.WithLabelValues(spec.name).Inc()
-	spec.writeHeaders(w.Header(), res)
-	w.Header().Set(hRetryAfter, retryAfterSeconds(res.RetryAfter.Seconds()))
-	writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many requests; retry later")
+	d := refusal(http.StatusTooManyRequests, codeRateLimited, "too many requests; retry later")
+	spec.addHeaders(&d, res)
+	d.add(hRetryAfter, retryAfterSeconds(res.RetryAfter.Seconds()))
+	return d
+}
+
+// unavailable is the 503 of a rate limit that cannot be decided
+// (on_redis_failure: deny).
+func unavailable() Decision {
+	d := refusal(http.StatusServiceUnavailable, codeUnavailable, "rate limiting is unavailable; retry")
+	d.add(hRetryAfter, "1")
+	return d
 }

@@ -132,7 +132,8 @@ func FuzzClientIP(f *testing.F) {
 }
 
 func FuzzBearer(f *testing.F) {
-	for _, s := range []string{"Bearer abc.def.ghi", "bearer x", "Basic YTpi", "Bearer ", "Bearer  a b", ""} {
+	for _, s := range []string{"Bearer abc.def.ghi", "bearer x", "Basic YTpi", "Bearer ", "Bearer  a b", "",
+		"Bearer a,Bearer b", `Digest username="a", realm="x,y"`, "Basic YTpi, Bearer b", `Digest a="\",Bearer b"`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
@@ -142,6 +143,9 @@ func FuzzBearer(f *testing.F) {
 		}
 		if !sent && tok != "" {
 			t.Fatalf("bearer(%q) returned a token without one being sent", h)
+		}
+		if err == nil && strings.Contains(tok, ",") {
+			t.Fatalf("bearer(%q) = %q: a comma-joined list taken for one token", h, tok)
 		}
 	})
 }

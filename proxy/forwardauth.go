@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -36,42 +35,39 @@ const untrustedWarnEvery = 10 * time.Second
 // Original-request information that is missing, repeated or malformed is 400,
 // never 2xx (Authelia's CVE-2021-32637).
 func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	o := h.trust.origin(r)
-	t, err := h.originalRequest(r, o.trusted)
+	in, err := h.originalRequest(r, o.trusted)
+	in.Client, in.Authorization, in.Header, in.req = o.client, r.Header[hAuthorization], r.Header, r
 	if err != nil {
-		h.finish(start, "invalid_request")
-		msg := err.Error()
-		if err != errOriginal {
-			msg = targetProblem(err)
-		}
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, msg)
+		d := h.Invalid(&in, err)
+		writeDecision(w, &d)
 		return
 	}
-	t.client = o.client
-	v, ok := h.check(w, r, &t, start)
-	if !ok {
+	d := h.Decide(r.Context(), &in)
+	if !d.Allowed() {
+		writeDecision(w, &d)
 		return
 	}
-	h.finish(start, "allowed")
-	if v.principal != nil {
-		h.setIdentity(w.Header(), v.principal)
+	hdr := w.Header()
+	setHeaders(hdr, d.Headers())
+	if d.Principal != nil {
+		h.setIdentity(hdr, d.Principal)
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
 
 // originalRequest reads the request a forward-auth call describes and
-// validates it as the proxy validates its own requests (newTarget): the
+// validates it as the proxy validates its own requests (parseTarget): the
 // same method, host and path rules, so a request refused in proxy mode is
 // refused here too.
-func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error) {
+func (h *Handler) originalRequest(r *http.Request, trusted bool) (Input, error) {
 	hdr := r.Header
 	fromHeaders := hdr[hXForwardedURI] != nil || hdr[hXOriginalURL] != nil || hdr[hXOriginalURI] != nil ||
 		hdr[hXForwardedMethod] != nil || hdr[hXOriginalMethod] != nil
 	_, ownPath, ownQuery, err := policy.SplitTarget(r.RequestURI)
 	if err != nil {
-		return target{}, err
+		return Input{}, err
 	}
 	suffix, hasSuffix := strings.CutPrefix(ownPath, ForwardAuthPrefix)
 	if fromHeaders && !trusted {
@@ -82,20 +78,20 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 		// Envoy ext_authz (HTTP): the original path follows the prefix and
 		// the method is the request's own.
 		if !hasSuffix || suffix == "" {
-			return target{}, errOriginal
+			return Input{}, errOriginal
 		}
-		return newTarget(r.Method, r.Host, suffix, ownQuery, netip.Addr{})
+		return parseTarget(r.Method, r.Host, suffix, ownQuery)
 	}
 	if suffix != "" {
-		return target{}, errOriginal // headers and a path suffix: two answers
+		return Input{}, errOriginal // headers and a path suffix: two answers
 	}
 	method, err := single(hdr, hXForwardedMethod, hXOriginalMethod)
 	if err != nil || method == "" {
-		return target{}, errOriginal
+		return Input{}, errOriginal
 	}
 	uri, err := single(hdr, hXForwardedURI, hXOriginalURL, hXOriginalURI)
 	if err != nil || uri == "" {
-		return target{}, errOriginal
+		return Input{}, errOriginal
 	}
 	host := r.Host
 	hosts := hdr[hXForwardedHost]
@@ -104,21 +100,21 @@ func (h *Handler) originalRequest(r *http.Request, trusted bool) (target, error)
 	case 1:
 		host = hosts[0]
 	default:
-		return target{}, errOriginal
+		return Input{}, errOriginal
 	}
 	authority, rawPath, rawQuery, err := splitOriginal(uri)
 	if err != nil {
-		return target{}, err
+		return Input{}, err
 	}
 	if authority != "" {
 		// A full URL names its host. When X-Forwarded-Host names another,
 		// the two headers describe two requests.
 		if len(hosts) == 1 && !sameHost(authority, hosts[0]) {
-			return target{}, errOriginal
+			return Input{}, errOriginal
 		}
 		host = authority
 	}
-	return newTarget(method, host, rawPath, rawQuery, netip.Addr{})
+	return parseTarget(method, host, rawPath, rawQuery)
 }
 
 // sameHost compares two hosts as routes do (case, port, trailing dot).

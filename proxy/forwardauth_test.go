@@ -108,15 +108,15 @@ func FuzzForwardAuthHeaders(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if policy.ParseMethod(tg.method) != nil {
-			t.Fatalf("accepted method %q", tg.method)
+		if policy.ParseMethod(tg.Method) != nil {
+			t.Fatalf("accepted method %q", tg.Method)
 		}
-		if p, err := policy.CleanPath(tg.path.Raw); err != nil || p.Match != tg.path.Match {
-			t.Fatalf("accepted path %+v that the firewall refuses: %v", tg.path, err)
+		if p, err := policy.CleanPath(tg.Path.Raw); err != nil || p.Match != tg.Path.Match {
+			t.Fatalf("accepted path %+v that the firewall refuses: %v", tg.Path, err)
 		}
 		// The same validation as every front door: the accepted target is
 		// one ParseTarget accepts as it stands.
-		if again, err := policy.ParseTarget(tg.method, tg.host, tg.path.Raw, tg.rawQuery); err != nil || again.Host != tg.host || again.Path != tg.path {
+		if again, err := policy.ParseTarget(tg.Method, tg.Host, tg.Path.Raw, tg.RawQuery); err != nil || again.Host != tg.Host || again.Path != tg.Path {
 			t.Fatalf("accepted target %+v that ParseTarget reads as %+v, %v", tg, again, err)
 		}
 		for _, u := range []string{fwdURI, origURL, origURI} {

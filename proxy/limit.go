@@ -80,7 +80,7 @@ func (l *limits) forRoute(r *policy.Route) *limitSpec {
 // key picks the bucket key. Requests without a token (or without the named
 // header) are keyed by client IP, so anonymous callers share nothing with
 // authenticated ones and cannot pick their own bucket.
-func (s *limitSpec) key(h http.Header, p *issuer.Principal, client netip.Addr) ratelimit.Key {
+func (s *limitSpec) key(h HeaderGetter, p *issuer.Principal, client netip.Addr) ratelimit.Key {
 	switch s.keyType {
 	case "subject":
 		if p != nil && p.Subject != "" {
@@ -91,6 +91,9 @@ func (s *limitSpec) key(h http.Header, p *issuer.Principal, client netip.Addr) r
 			return ratelimit.Key{Kind: "cid", Value: p.ClientID}
 		}
 	case "header":
+		if h == nil {
+			break
+		}
 		if v := h.Get(s.header); v != "" {
 			return ratelimit.Key{Kind: "hdr", Value: v}
 		}
@@ -98,9 +101,9 @@ func (s *limitSpec) key(h http.Header, p *issuer.Principal, client netip.Addr) r
 	return ratelimit.Key{Kind: "ip", Value: ipKey(client)}
 }
 
-// writeHeaders sets the IETF RateLimit-Policy/RateLimit fields and the
-// widely used RateLimit-Limit/-Remaining/-Reset.
-func (s *limitSpec) writeHeaders(h http.Header, res ratelimit.Result) {
+// addHeaders adds the IETF RateLimit-Policy/RateLimit fields and the
+// widely used RateLimit-Limit/-Remaining/-Reset to d.
+func (s *limitSpec) addHeaders(d *Decision, res ratelimit.Result) {
 	reset := retryAfterSeconds(res.ResetAfter.Seconds())
 	if res.ResetAfter <= 0 {
 		reset = "0"
@@ -112,21 +115,17 @@ func (s *limitSpec) writeHeaders(h http.Header, res ratelimit.Result) {
 		limit = strconv.Itoa(res.Limit.Requests)
 		policy = `"` + s.scope + `";q=` + limit + ";w=" + s.window
 	}
-	// One backing array for the five values: this runs on every limited
-	// request.
-	v := [5]string{policy, `"` + s.scope + `";r=` + remaining + ";t=" + reset, limit, remaining, reset}
-	vals := v[:]
-	h[hRateLimitPolicy] = vals[0:1:1]
-	h[hRateLimit] = vals[1:2:2]
-	h[hRateLimitLimit] = vals[2:3:3]
-	h[hRateLimitRemain] = vals[3:4:4]
-	h[hRateLimitReset] = vals[4:5:5]
+	d.add(hRateLimitPolicy, policy)
+	d.add(hRateLimit, `"`+s.scope+`";r=`+remaining+";t="+reset)
+	d.add(hRateLimitLimit, limit)
+	d.add(hRateLimitRemain, remaining)
+	d.add(hRateLimitReset, reset)
 }
 
 // AdmitToken applies the token-endpoint limits before any bcrypt work: one
 // bucket per client IP and one per client id, so neither a single address
-// nor a distributed guess at one client's secret gets far. It writes the 429
-// itself and returns false when either is exhausted.
+// nor a distributed guess at one client's secret gets far. It renders the
+// 429 itself and returns false when either is exhausted.
 func (h *Handler) AdmitToken(w http.ResponseWriter, r *http.Request, clientID string) bool {
 	s := h.limits.endpoint
 	if !h.limits.enabled || s == nil {
@@ -140,8 +139,8 @@ func (h *Handler) AdmitToken(w http.ResponseWriter, r *http.Request, clientID st
 	for _, key := range keys {
 		res, err := h.limiter.Allow(r.Context(), s.scope, key, s.limit)
 		if err != nil {
-			w.Header().Set(hRetryAfter, "1")
-			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "rate limiting is unavailable; retry")
+			d := unavailable()
+			writeDecision(w, &d)
 			return false
 		}
 		if !res.Allowed {
@@ -150,7 +149,8 @@ func (h *Handler) AdmitToken(w http.ResponseWriter, r *http.Request, clientID st
 				h.metrics.RateLimitViolations.WithLabelValues(s.name).Inc()
 				continue
 			}
-			h.tooMany(w, s, res)
+			d := h.tooMany(s, res)
+			writeDecision(w, &d)
 			return false
 		}
 	}

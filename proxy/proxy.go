@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -42,13 +41,14 @@ type Handler struct {
 	log     *slog.Logger
 	secLog  func(*http.Request, string, ...any)
 
-	trust        *trust
-	scrub        *headerScrubber
-	sec          *securityHeaders
-	identNames   [5]string // canonical: subject, client id, scopes, issuer, token id
-	claimNames   []string  // canonical identity_headers.claims names, as the issuer orders them
-	forwardAuthz bool
-	limits       limits
+	trust         *trust
+	scrub         *headerScrubber
+	sec           *securityHeaders
+	identNames    [5]string // canonical: subject, client id, scopes, issuer, token id
+	claimNames    []string  // canonical identity_headers.claims names, as the issuer orders them
+	allIdentNames []string  // identNames then claimNames
+	forwardAuthz  bool
+	limits        limits
 
 	rp        *httputil.ReverseProxy // nil: no upstream, proxy paths are 404
 	transport *http.Transport
@@ -83,7 +83,8 @@ func New(o Options) (*Handler, error) {
 		h.identNames[i] = http.CanonicalHeaderKey(n)
 	}
 	h.claimNames = o.Issuer.ClaimHeaderNames()
-	h.scrub = newHeaderScrubber(append(h.identNames[:], h.claimNames...))
+	h.allIdentNames = append(h.identNames[:len(h.identNames):len(h.identNames)], h.claimNames...)
+	h.scrub = newHeaderScrubber(h.allIdentNames)
 	h.limits = newLimits(cfg, o.Table)
 	if cfg.Upstream != nil {
 		u, err := url.Parse(cfg.Upstream.URL)
@@ -103,59 +104,46 @@ func (h *Handler) Close() {
 	}
 }
 
-// target is the request being decided: the proxied request itself, or the
-// original request a forward-auth call describes.
-type target struct {
-	method   string
-	host     string
-	path     policy.Path
-	rawQuery string
-	client   netip.Addr
-}
-
-// verdict is what an allowed request carries forward.
-type verdict struct {
-	route     *policy.Route
-	principal *issuer.Principal
-}
-
 // ServeHTTP runs the pipeline for a request to the protected application.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	o := h.trust.origin(r)
 	h.scrub.scrub(r.Header) // on every outcome, before anything can read them
+	in := Input{Method: r.Method, Host: r.Host, RawQuery: r.URL.RawQuery, Client: o.client,
+		Authorization: r.Header[hAuthorization], Header: r.Header, req: r}
 	if h.rp == nil {
-		h.finish(start, "not_found")
-		writeError(w, http.StatusNotFound, codeNotFound, "no route for this path")
+		d := refusal(http.StatusNotFound, codeNotFound, "no route for this path")
+		h.finish(time.Now(), d.result())
+		writeDecision(w, &d)
 		return
 	}
-	t, err := requestTarget(r, o.client)
+	t, err := requestTarget(r)
 	if err != nil {
-		h.finish(start, "invalid_request")
-		h.secLog(r, "request target refused", "reason", err.Error(), "remote", o.client.String())
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, targetProblem(err))
+		d := h.Invalid(&in, err)
+		writeDecision(w, &d)
 		return
 	}
-	v, ok := h.check(w, r, &t, start)
-	if !ok {
+	in.Method, in.Host, in.Path, in.RawQuery = t.Method, t.Host, t.Path, t.RawQuery
+	d := h.Decide(r.Context(), &in)
+	if !d.Allowed() {
+		writeDecision(w, &d)
 		return
 	}
-	h.finish(start, "allowed")
+	setHeaders(w.Header(), d.Headers())
 
 	if !h.forwardAuthz {
 		delete(r.Header, hAuthorization)
 	}
-	if v.principal != nil {
-		h.setIdentity(r.Header, v.principal)
+	if d.Principal != nil {
+		h.setIdentity(r.Header, d.Principal)
 	}
 	setClientCert(r.Header, r)
-	r.Host = forwardHost(r.Host, t.host)
+	r.Host = forwardHost(r.Host, in.Host)
 	h.setForwarded(r, o)
 	limitUpgrade(r)
-	r.URL.Path = t.path.Match
+	r.URL.Path = in.Path.Match
 	r.URL.RawPath = ""
-	if t.path.Raw != t.path.Match {
-		r.URL.RawPath = t.path.Raw
+	if in.Path.Raw != in.Path.Match {
+		r.URL.RawPath = in.Path.Raw
 	}
 	upstart := time.Now()
 	h.rp.ServeHTTP(w, r)
@@ -180,24 +168,10 @@ func (h *Handler) finish(start time.Time, result string) {
 }
 
 // setIdentity sets the verified identity headers (their incoming copies were
-// scrubbed already). The five values share one backing array; claim headers
-// (rendered once when the token was verified) share another.
+// scrubbed already), claim headers included.
 func (h *Handler) setIdentity(hdr http.Header, p *issuer.Principal) {
-	v := [5]string{p.Subject, p.ClientID, p.ScopeString, p.Issuer, p.TokenID}
-	vals := v[:]
-	for i, name := range h.identNames {
-		if vals[i] != "" {
-			hdr[name] = vals[i : i+1 : i+1]
-		}
-	}
-	if cv := p.ClaimHeaderValues(); len(cv) > 0 {
-		own := append([]string(nil), cv...) // never hand out the cached principal's array
-		for i, name := range h.claimNames {
-			if own[i] != "" {
-				hdr[name] = own[i : i+1 : i+1]
-			}
-		}
-	}
+	var buf [16]Header
+	setHeaders(hdr, h.IdentityHeaders(buf[:0], p))
 }
 
 // setForwarded records the X-Forwarded-* values the upstream should see:

@@ -27,49 +27,54 @@ type errorBody struct {
 	Description string `json:"error_description,omitempty"`
 }
 
-// writeError is the one renderer of Portcullis's own error responses. It
-// never echoes token contents or internal errors: descriptions are fixed
-// strings chosen by the caller.
-func writeError(w http.ResponseWriter, status int, code, desc string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
+// errorJSON is the body of every error response Portcullis writes itself.
+func errorJSON(code, desc string) []byte {
 	b, _ := json.Marshal(errorBody{Error: code, Description: desc})
-	_, _ = w.Write(append(b, '\n'))
+	return append(b, '\n')
 }
 
-// unauthorized answers 401. tokenSent adds error="invalid_token" (RFC 6750
-// §3: no error code when the request carried no credentials).
-func unauthorized(w http.ResponseWriter, tokenSent bool, desc string) {
+// writeError answers with an error that is not a decision (an upstream
+// failure), through the same renderer. It never echoes token contents or
+// internal errors: descriptions are fixed strings chosen by the caller.
+func writeError(w http.ResponseWriter, status int, code, desc string) {
+	d := refusal(status, code, desc)
+	writeDecision(w, &d)
+}
+
+// unauthorized is the 401 decision. tokenSent adds error="invalid_token"
+// (RFC 6750 §3: no error code when the request carried no credentials).
+func unauthorized(tokenSent bool, desc string) Decision {
 	if tokenSent {
-		w.Header().Set(hWWWAuthenticate, realm+`, error="invalid_token", error_description="`+desc+`"`)
-		writeError(w, http.StatusUnauthorized, codeInvalidToken, desc)
-		return
+		d := refusal(http.StatusUnauthorized, codeInvalidToken, desc)
+		d.add(hWWWAuthenticate, realm+`, error="invalid_token", error_description="`+desc+`"`)
+		return d
 	}
-	w.Header().Set(hWWWAuthenticate, realm)
-	writeError(w, http.StatusUnauthorized, codeUnauthorized, "a bearer token is required")
+	d := refusal(http.StatusUnauthorized, codeUnauthorized, "a bearer token is required")
+	d.add(hWWWAuthenticate, realm)
+	return d
 }
 
-// forbidden answers 403 insufficient_scope with the scope needed (§3.1).
-func forbidden(w http.ResponseWriter, scope string) {
+// forbidden is the 403 insufficient_scope decision with the scope needed
+// (RFC 6750 §3.1).
+func forbidden(scope string) Decision {
 	v := realm + `, error="insufficient_scope"`
 	desc := "the token is not allowed here"
 	if scope != "" {
 		v += `, scope="` + scope + `"`
 		desc = "requires scope " + scope
 	}
-	w.Header().Set(hWWWAuthenticate, v)
-	writeError(w, http.StatusForbidden, codeInsufficientScope, desc)
+	d := refusal(http.StatusForbidden, codeInsufficientScope, desc)
+	d.add(hWWWAuthenticate, v)
+	return d
 }
 
-// accessDenied answers 403 access_denied: the token is valid and has its
+// accessDenied is the 403 access_denied decision: the token is valid and has its
 // scopes, but a route claim requirement is not met. No WWW-Authenticate:
 // RFC 6750 §3.1 defines insufficient_scope for scopes a client could ask
 // for, and a challenge would only invite a retry with another token of the
 // same identity, which holds the same claims.
-func accessDenied(w http.ResponseWriter) {
-	writeError(w, http.StatusForbidden, codeAccessDenied, "the token's claims do not meet this route's requirements")
+func accessDenied() Decision {
+	return refusal(http.StatusForbidden, codeAccessDenied, "the token's claims do not meet this route's requirements")
 }
 
 // retryAfterSeconds rounds up: telling a client to retry before a token is

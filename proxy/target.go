@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"net/http"
-	"net/netip"
 	"strings"
 
 	"github.com/portcullis/portcullis/policy"
@@ -11,30 +10,18 @@ import (
 
 // requestTarget reads what a proxied request asks for from its request line
 // exactly as sent (r.URL is already decoded and, for absolute-form, already
-// split by net/http) and validates it with policy.ParseTarget, as every
-// front door does. net/http has taken r.Host from an absolute-form target
-// (RFC 9112 §3.2.2), and the upstream is sent that same host.
-func requestTarget(r *http.Request, client netip.Addr) (target, error) {
+// split by net/http) and validates it with parseTarget, as every front door
+// does. net/http has taken r.Host from an absolute-form target (RFC 9112
+// §3.2.2), and the upstream is sent that same host.
+func requestTarget(r *http.Request) (Input, error) {
 	authority, rawPath, rawQuery, err := policy.SplitTarget(r.RequestURI)
 	if err != nil {
-		return target{}, err
+		return Input{}, err
 	}
-	host := r.Host
-	if authority != "" && authority != host {
-		return target{}, policy.ErrHost // not the request net/http parsed
+	if authority != "" && authority != r.Host {
+		return Input{}, policy.ErrHost // not the request net/http parsed
 	}
-	return newTarget(r.Method, host, rawPath, rawQuery, client)
-}
-
-// newTarget validates a request target from any front door (the proxy,
-// forward-auth, or the gRPC Check front door with the method, host and
-// path of an Envoy CheckRequest) into the value the pipeline decides on.
-func newTarget(method, host, rawPath, rawQuery string, client netip.Addr) (target, error) {
-	pt, err := policy.ParseTarget(method, host, rawPath, rawQuery)
-	if err != nil {
-		return target{}, err
-	}
-	return target{method: pt.Method, host: pt.Host, path: pt.Path, rawQuery: pt.RawQuery, client: client}, nil
+	return parseTarget(r.Method, r.Host, rawPath, rawQuery)
 }
 
 // forwardHost is the Host sent upstream: the canonical host the routes were

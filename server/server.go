@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/extauthz"
 	"github.com/portcullis/portcullis/issuer"
 	"github.com/portcullis/portcullis/metrics"
 	"github.com/portcullis/portcullis/proxy"
@@ -61,6 +63,7 @@ type Server struct {
 	rt     atomic.Pointer[runtime]
 	reload reloader
 	certs  *certSource // nil without tls
+	grpc        *extauthz.Server // nil unless grpc_listen is set
 
 	main  http.Handler
 	admin http.Handler
@@ -123,6 +126,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, []string, error) {
 			}
 			return nil, nil
 		})
+	}
+	var grpcTLS *tls.Config
+	if s.certs != nil {
+		grpcTLS = s.certs.serverConfig() // the same certificates as listen
+	}
+	if err := s.buildGRPC(grpcTLS); err != nil {
+		return nil, warnings, err
 	}
 	return s, warnings, nil
 }
@@ -256,7 +266,14 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.events.Run(bg)
 	go s.watch(bg)
 
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+1)
+	grpcAddr, err := s.serveGRPC(ctx, &lc, errc)
+	if err != nil {
+		for _, ln := range listeners {
+			ln.Close()
+		}
+		return err
+	}
 	for i := range servers {
 		go func(srv *http.Server, ln net.Listener) {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -266,7 +283,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.started.Store(true)
 	s.log.Info("portcullis started", "listen", mainLn.Addr().String(), "admin_listen", s.cfg.AdminAddr(),
-		"environment", s.cfg.Environment, "upstream", s.cfg.Upstream != nil, "redis", s.redis != nil)
+		"grpc_listen", grpcAddr, "environment", s.cfg.Environment, "upstream", s.cfg.Upstream != nil, "redis", s.redis != nil)
 
 	select {
 	case err := <-errc:
@@ -275,6 +292,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
+	s.drainGRPC()
 	sd := s.rt.Load().cfg.Shutdown // as last reloaded
 	s.log.Info("shutting down", "delay", sd.Delay.D().String(), "grace", sd.Grace.D().String())
 	if d := sd.Delay.D(); d > 0 {
@@ -287,11 +305,16 @@ func (s *Server) shutdown(servers []*http.Server, grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var errs []error
+	grpcDone := make(chan error, 1)
+	go func() { grpcDone <- s.stopGRPC(ctx) }()
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 			srv.Close()
 		}
+	}
+	if err := <-grpcDone; err != nil {
+		errs = append(errs, err)
 	}
 	s.stopRuntimes()
 	if s.redis != nil {

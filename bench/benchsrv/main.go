@@ -9,6 +9,11 @@
 //	benchsrv tokens -key KEY -n N               N fresh ES256 tokens, one per line
 //	benchsrv keygen -key KEY                    write a new ES256 key (PKCS#8 PEM, 0600)
 //	benchsrv freeport                           print a free loopback port
+//	benchsrv oidc -addr A -key KEY -iss URL     OIDC discovery + JWKS for the key
+//	                                            (for oauth2-proxy's --extra-jwt-issuers)
+//	benchsrv protoset -out FILE                 the ext_authz API's descriptors, for ghz
+//	benchsrv checkrequest -path P -token T      a CheckRequest as Envoy sends it (JSON)
+//	benchsrv ghzsummary < REPORT                "rps p50_ms p99_ms non_ok" from ghz's JSON
 package main
 
 import (
@@ -32,7 +37,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Claims the benchmark config accepts (see bench/run.sh).
+// Claims the benchmark config accepts (see bench/run.sh); run.sh passes
+// -iss, the URL of `benchsrv oidc`, so discovery-based peers find the key.
 const (
 	issuer   = "https://bench.local"
 	audience = "bench"
@@ -53,6 +59,10 @@ func main() {
 	keyFile := fs.String("key", "", "ES256 private key PEM (tokens)")
 	verify := fs.String("verify", "", "ES256 private key PEM whose public half verifies every request (bare)")
 	n := fs.Int("n", 1, "number of tokens")
+	iss := fs.String("iss", issuer, "the tokens' issuer (tokens, oidc)")
+	out := fs.String("out", "", "output file (protoset)")
+	path := fs.String("path", "/api/orders", "request path (checkrequest)")
+	token := fs.String("token", "", "bearer token (checkrequest)")
 	_ = fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "upstream":
@@ -67,7 +77,7 @@ func main() {
 		}
 		var h http.Handler = bareProxy(u)
 		if *verify != "" {
-			h = verifying(mustKey(*verify), h)
+			h = verifying(mustKey(*verify), *iss, h)
 		}
 		serve(*addr, h)
 	case "tokens":
@@ -75,7 +85,9 @@ func main() {
 		now := time.Now()
 		for i := 0; i < *n; i++ {
 			t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-				"iss": issuer, "sub": fmt.Sprintf("user-%d", i%1000), "aud": audience, "client_id": "bench",
+				"iss": *iss, "sub": fmt.Sprintf("user-%d", i%1000), "aud": audience, "client_id": "bench",
+				// oauth2-proxy makes a session from a bearer token's email.
+				"email": fmt.Sprintf("user-%d@bench.local", i%1000), "email_verified": true,
 				"scope": scope, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(2 * time.Hour).Unix(), "jti": fmt.Sprint(i),
 			})
 			t.Header["kid"], t.Header["typ"] = kid, "at+jwt"
@@ -94,6 +106,14 @@ func main() {
 		if err := os.WriteFile(*keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 			log.Fatal(err)
 		}
+	case "oidc":
+		serveOIDC(*addr, *iss, mustKey(*keyFile))
+	case "protoset":
+		writeProtoset(*out)
+	case "checkrequest":
+		checkRequestJSON(*path, *token)
+	case "ghzsummary":
+		ghzSummary(os.Stdin)
 	case "freeport":
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -120,8 +140,8 @@ func bareProxy(u *url.URL) *httputil.ReverseProxy {
 
 // verifying checks an ES256 bearer token on every request, with no cache:
 // what a hand-rolled verifier in front of a proxy costs.
-func verifying(key *ecdsa.PrivateKey, next http.Handler) http.Handler {
-	parser := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(issuer), jwt.WithAudience(audience), jwt.WithExpirationRequired())
+func verifying(key *ecdsa.PrivateKey, iss string, next http.Handler) http.Handler {
+	parser := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(iss), jwt.WithAudience(audience), jwt.WithExpirationRequired())
 	pub := &key.PublicKey
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
