@@ -62,8 +62,8 @@ type Server struct {
 	// rt is the running configuration, compiled. Requests load it once.
 	rt     atomic.Pointer[runtime]
 	reload reloader
-	certs  *certSource // nil without tls
-	grpc        *extauthz.Server // nil unless grpc_listen is set
+	certs  *certSource      // nil without tls
+	grpc   *extauthz.Server // nil unless grpc_listen is set
 
 	main  http.Handler
 	admin http.Handler
