@@ -123,6 +123,16 @@ func (w *watcher) reload(s *Server, trigger string, getenv func(string) string) 
 		if w.file != "" {
 			if files, ferr := config.LoadFiles(w.file, getenv); ferr == nil {
 				w.pending = files
+				// A file first named by the refused configuration counts
+				// as missing, not as whatever it holds now: it may have
+				// arrived after the reload read it, and that arrival must
+				// trigger the retry. (A file that was there but invalid
+				// costs one more refused attempt.)
+				for _, f := range files {
+					if _, ok := w.seen[f]; !ok {
+						w.seen[f] = fingerprint{}
+					}
+				}
 			}
 		}
 	} else {
