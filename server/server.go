@@ -119,6 +119,10 @@ func newRedisClient(c *config.Redis) (redis.UniversalClient, error) {
 		Addrs: c.Addrs, MasterName: c.MasterName, Password: c.Password.Reveal(),
 		DialTimeout: max(timeout, 250*time.Millisecond), ReadTimeout: timeout, WriteTimeout: timeout,
 		PoolTimeout: timeout, MaxRetries: -1, ContextTimeoutEnabled: true,
+		// One dial attempt: a refused connection is then reported as such
+		// (evidence for the limiter's breaker) instead of being retried
+		// until the deadline and looking like a slow Redis.
+		DialerRetries: 1,
 		// The limiter batches its calls into a few pipelines; the rest of
 		// the pool serves heartbeats, revocations and the blocking stream read.
 		PoolSize: 16,
