@@ -22,13 +22,14 @@ const (
 // Heartbeat timing: replicas beat every heartbeatEvery and are counted live
 // for heartbeatTTL, so a replica learns the live count at least every 5 s
 // with room for two late beats. Until it has read the count once, a
-// replica retries every heartbeatStartRetry; while Redis is judged down it
-// probes every heartbeatProbe, so recovery is noticed within a second or two.
+// replica retries every heartbeatStartRetry; after a failed beat, and
+// while Redis is judged down, it beats every heartbeatRetry, so an outage
+// is judged on evidence within seconds and recovery is noticed within one.
 const (
 	heartbeatEvery      = 2 * time.Second
 	heartbeatTTL        = 6 * time.Second
 	heartbeatStartRetry = 200 * time.Millisecond
-	heartbeatProbe      = time.Second
+	heartbeatRetry      = 500 * time.Millisecond
 	// deniedMax bounds the pre-check memory of keys Redis said are over.
 	deniedMax = 65536
 )
@@ -194,8 +195,8 @@ func (l *Limiter) Run(ctx context.Context) {
 		switch {
 		case !l.Ready():
 			t.Reset(heartbeatStartRetry)
-		case l.Degraded():
-			t.Reset(heartbeatProbe)
+		case err != nil || l.Degraded():
+			t.Reset(heartbeatRetry)
 		default:
 			t.Reset(heartbeatEvery)
 		}

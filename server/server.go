@@ -55,6 +55,7 @@ type Server struct {
 
 	started  atomic.Bool
 	draining atomic.Bool
+	loaded   atomic.Bool // backendsReady has held once (readiness.go)
 }
 
 // New builds every component; it does no network I/O, so -check-config uses
@@ -183,7 +184,10 @@ func (s *Server) buildHandlers() {
 		}
 		s.proxy.ServeHTTP(w, r)
 	})
-	s.main = instrument(s.metrics, s.log, s.proxy.SecurityHeaders(mainDispatch))
+	s.main = instrument(s.metrics, s.log, s.proxy.SecurityHeaders(s.awaitReady(mainDispatch, func(r *http.Request) bool {
+		_, ok := admin[proxy.RequestPath(r)]
+		return adminOnMain && ok
+	})))
 	adminMux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := admin[r.URL.Path]; ok {
 			limitOwn(w)
