@@ -7,12 +7,19 @@ import (
 	"unsafe"
 )
 
-// Cache bounds. 64 shards keep lock contention negligible on the request
-// path; 16,384 entries of a few hundred bytes each cap the cache near 8 MiB
-// however many distinct tokens a flood sends.
+// Cache bounds, in bytes, because entries are not all alike: a token may
+// be 8 KiB, and the principal decoded from it (subject, scope string,
+// scope list, audience) grows with it. CacheMaxBytes caps the sum of
+// principalSize over the cache, split evenly over cacheShards shards
+// (64 keep lock contention negligible on the request path). At 32 MiB that
+// is about 4,000 entries of the largest tokens, or 100,000 small ones.
 const (
-	cacheShards     = 64
-	cacheMaxEntries = 16384
+	CacheMaxBytes = 32 << 20
+	cacheShards   = 64
+	shardBudget   = CacheMaxBytes / cacheShards
+	// entryOverhead is a map slot (32-byte key, entry, control byte, slack
+	// for the load factor) plus the Principal struct itself.
+	entryOverhead = 96 + int(unsafe.Sizeof(Principal{}))
 )
 
 // tokenCache remembers tokens whose signature and claims were verified, so a
@@ -24,15 +31,24 @@ type tokenCache struct {
 	shards [cacheShards]cacheShard
 }
 
+type cacheEntry struct {
+	p    *Principal
+	size int
+}
+
 type cacheShard struct {
 	mu      sync.RWMutex
-	entries map[[32]byte]*Principal
+	entries map[[32]byte]cacheEntry
+	bytes   int
+	// soonest is the earliest cacheUntil in the shard (unix ns): a full
+	// shard scans for expired entries only when one can have expired.
+	soonest int64
 }
 
 func newTokenCache() *tokenCache {
 	c := &tokenCache{}
 	for i := range c.shards {
-		c.shards[i].entries = make(map[[32]byte]*Principal)
+		c.shards[i].entries = make(map[[32]byte]cacheEntry)
 	}
 	return c
 }
@@ -51,33 +67,88 @@ func (c *tokenCache) shard(k *[32]byte) *cacheShard { return &c.shards[k[0]%cach
 func (c *tokenCache) get(k [32]byte, now time.Time) *Principal {
 	s := c.shard(&k)
 	s.mu.RLock()
-	p := s.entries[k]
+	e := s.entries[k]
 	s.mu.RUnlock()
-	if p == nil || !now.Before(p.cacheUntil) {
+	if e.p == nil || !now.Before(e.p.cacheUntil) {
 		return nil
 	}
-	return p
+	return e.p
+}
+
+// principalSize is what an entry holds, counted generously: string bytes
+// (the scope list may share the scope string's; it is counted twice) and
+// slice headers, which for a token of many one-letter scopes outweigh the
+// scopes themselves.
+func principalSize(p *Principal) int {
+	const header = int(unsafe.Sizeof(""))
+	n := entryOverhead + len(p.Subject) + len(p.ClientID) + len(p.Issuer) + len(p.TokenID) + len(p.ScopeString)
+	for _, s := range p.Scopes {
+		n += len(s)
+	}
+	for _, s := range p.Audience {
+		n += len(s)
+	}
+	return n + (cap(p.Scopes)+cap(p.Audience))*header
 }
 
 func (c *tokenCache) put(k [32]byte, p *Principal, now time.Time) {
+	size := principalSize(p)
+	if size > shardBudget {
+		return // cannot happen for tokens within MaxTokenBytes; never evict a shard for one
+	}
 	s := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.entries) >= cacheMaxEntries/cacheShards {
-		// Drop expired entries first; if the shard is still full, drop an
-		// arbitrary one (Go's map order is randomised), which keeps the
-		// bound without a per-entry LRU list.
-		for key, e := range s.entries {
-			if !now.Before(e.cacheUntil) {
-				delete(s.entries, key)
-			}
-		}
-		for key := range s.entries {
-			if len(s.entries) < cacheMaxEntries/cacheShards {
-				break
-			}
-			delete(s.entries, key)
-		}
+	if old, ok := s.entries[k]; ok {
+		s.bytes -= old.size
+		delete(s.entries, k)
 	}
-	s.entries[k] = p
+	if s.bytes+size > shardBudget {
+		s.evict(now, size)
+	}
+	until := p.cacheUntil.UnixNano()
+	if len(s.entries) == 0 || until < s.soonest {
+		s.soonest = until
+	}
+	s.entries[k] = cacheEntry{p: p, size: size}
+	s.bytes += size
+}
+
+// evict makes room for size bytes: expired entries first (when one can
+// have expired), then arbitrary ones (Go's map order is randomised, so a
+// flood cannot aim at particular entries), which keeps the bound without
+// a per-entry LRU list on the request path. The caller holds s.mu.
+func (s *cacheShard) evict(now time.Time, size int) {
+	if now.UnixNano() >= s.soonest {
+		soonest := int64(1<<63 - 1)
+		for k, e := range s.entries {
+			until := e.p.cacheUntil.UnixNano()
+			if !now.Before(e.p.cacheUntil) {
+				s.bytes -= e.size
+				delete(s.entries, k)
+				continue
+			}
+			soonest = min(soonest, until)
+		}
+		s.soonest = soonest
+	}
+	for k, e := range s.entries {
+		if s.bytes+size <= shardBudget {
+			break
+		}
+		s.bytes -= e.size
+		delete(s.entries, k)
+	}
+}
+
+// size returns the number of entries and the bytes they account for.
+func (c *tokenCache) size() (entries, bytes int) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		entries += len(s.entries)
+		bytes += s.bytes
+		s.mu.RUnlock()
+	}
+	return entries, bytes
 }

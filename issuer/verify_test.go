@@ -191,16 +191,12 @@ func TestVerifyCacheHonoursExpiryAndRevocation(t *testing.T) {
 func TestTokenCacheStaysBounded(t *testing.T) {
 	t.Parallel()
 	c := newTokenCache()
-	p := &Principal{cacheUntil: t0.Add(time.Hour)}
-	for i := 0; i < 3*cacheMaxEntries; i++ {
+	p := &Principal{cacheUntil: t0.Add(time.Hour), ScopeString: strings.Repeat("s", 7<<10)}
+	for i := 0; i < 3*CacheMaxBytes/principalSize(p); i++ {
 		c.put(cacheKey(fmt.Sprint(i)), p, t0)
 	}
-	n := 0
-	for i := range c.shards {
-		n += len(c.shards[i].entries)
-	}
-	if n > cacheMaxEntries {
-		t.Errorf("cache holds %d entries, bound is %d", n, cacheMaxEntries)
+	if _, bytes := c.size(); bytes > CacheMaxBytes {
+		t.Errorf("cache accounts %d bytes, bound is %d", bytes, CacheMaxBytes)
 	}
 }
 

@@ -20,6 +20,9 @@ func jti(i int) string { return fmt.Sprintf("jti-%018d", i) }
 // TestApplyCostIsFlat: recording one revocation costs the same whether the
 // store holds a thousand or fifty thousand: nothing copies the set.
 func TestApplyCostIsFlat(t *testing.T) {
+	if raceEnabled {
+		t.Skip("counts allocations: run without -race (make test does)")
+	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	clk := func() time.Time { return now }
 	perEntry := func(held int) float64 {
@@ -51,6 +54,9 @@ func TestApplyCostIsFlat(t *testing.T) {
 // (ErrFull, so the caller answers 503), the heap it holds stays within the
 // stated bound, and expiry makes room again.
 func TestRevocationMemoryBound(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("a memory flood: run without -race and -short (make test does)")
+	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	clk := func() time.Time { return now }
 	var before, after runtime.MemStats
