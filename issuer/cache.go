@@ -11,10 +11,12 @@ import (
 // be 8 KiB, and the principal decoded from it (subject, scope string,
 // scope list, audience) grows with it. CacheMaxBytes caps the sum of
 // principalSize over the cache, split evenly over cacheShards shards
-// (64 keep lock contention negligible on the request path). At 32 MiB that
-// is about 4,000 entries of the largest tokens, or 100,000 small ones.
+// (64 keep lock contention negligible on the request path). At 16 MiB that
+// is about 2,000 entries of the largest tokens, or 40,000 ordinary ones:
+// a miss costs one signature check, and the bound leaves room in a 128 MiB
+// container for everything else (see README, "Bounded memory").
 const (
-	CacheMaxBytes = 32 << 20
+	CacheMaxBytes = 16 << 20
 	cacheShards   = 64
 	shardBudget   = CacheMaxBytes / cacheShards
 	// entryOverhead is a map slot (32-byte key, entry, control byte, slack
