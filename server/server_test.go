@@ -200,15 +200,21 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	if code := revoke(a); code != 200 {
 		t.Fatalf("revoke at a = %d", code)
 	}
+	// The promise is 1 s of propagation; on a saturated machine the time
+	// this process spends waiting for a CPU is measured and set apart.
+	lag := schedLag()
 	start := time.Now()
 	for {
 		if _, err := b.issuer.Verify(tok.AccessToken); err != nil {
 			break
 		}
-		if time.Since(start) > time.Second {
-			t.Fatal("replica b still accepts the token 1s after revocation at a")
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("replica b still accepts the token 30s after revocation at a")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polling a condition
+	}
+	if d, late := time.Since(start), lag(); d > time.Second+late {
+		t.Errorf("replica b accepted the token for %v after revocation at a (scheduler lateness %v)", d, late)
 	}
 
 	srv.Kill()
@@ -387,4 +393,27 @@ func TestPanicIsAJSON500(t *testing.T) {
 	if strings.Contains(rec.Body.String(), "boom") {
 		t.Error("panic value echoed to the client")
 	}
+}
+
+// schedLag measures, while it runs, how late this process's goroutines
+// wake up: on a busy machine wall time includes waiting for a CPU, which no
+// promise about propagation can bound. stop returns the worst lateness.
+func schedLag() (stop func() time.Duration) {
+	done := make(chan struct{})
+	worst := make(chan time.Duration, 1)
+	go func() {
+		var w time.Duration
+		for {
+			select {
+			case <-done:
+				worst <- w
+				return
+			default:
+			}
+			start := time.Now()
+			time.Sleep(time.Millisecond)
+			w = max(w, time.Since(start)-time.Millisecond)
+		}
+	}()
+	return func() time.Duration { close(done); return <-worst }
 }
