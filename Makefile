@@ -11,11 +11,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 10s
 
-.PHONY: test deps check build fuzz bench clean
+.PHONY: test deps check build fuzz bench soak clean
 
 test: deps check
 	$(GO) test -race -count=1 ./...
 	cd deploy && $(GO) test -count=1 ./...
+	# Memory-bound floods measure the heap, which the race detector distorts.
+	$(GO) test -count=1 -run 'Flood|MemoryBound|CostIsFlat' ./...
 
 # Static checks that must pass before tests are worth running.
 check:
@@ -72,6 +74,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzChunkScanner$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run '^$$' -fuzz '^FuzzTarget$$' -fuzztime $(FUZZTIME) ./extauthz/
+
+# Mixed traffic against the real binary for SOAK_DURATION (default 3m):
+# RSS and goroutines must stay bounded (see README, "Bounded memory").
+# SOAK_FLAGS=-reload adds a SIGHUP every 10 s.
+SOAK_DURATION ?= 3m
+soak: deps build
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) run ./bench/soak -binary ./portcullis $(SOAK_FLAGS)
 
 # The reproducible benchmark; see bench/README.md.
 bench:

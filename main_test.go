@@ -150,7 +150,9 @@ issuer: {url: https://auth.test}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
+	// Polling a condition; generous because a saturated machine starts a
+	// process (and reads Redis for readiness) slowly.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + admin + "/health/ready")
 		if err == nil {
@@ -213,8 +215,9 @@ func TestSIGTERMLetsInFlightRequestFinish(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// Readiness drops at once while the process keeps serving.
-	deadline := time.Now().Add(5 * time.Second)
+	// Readiness drops at once while the process keeps serving (polled:
+	// "at once" is as soon as the process gets a CPU).
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := http.Get("http://" + admin + "/health/ready")
 		if err == nil {
@@ -266,7 +269,7 @@ func TestReplicasSurviveRedisOutage(t *testing.T) {
 		mains, admins = append(mains, m), append(admins, a)
 	}
 	get := func(url string) (int, string) {
-		c := &http.Client{Timeout: 2 * time.Second}
+		c := &http.Client{Timeout: 10 * time.Second}
 		resp, err := c.Get(url)
 		if err != nil {
 			return 0, err.Error()
@@ -277,12 +280,15 @@ func TestReplicasSurviveRedisOutage(t *testing.T) {
 	}
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(6 * time.Second)
+		// Replicas probe every 500 ms once a heartbeat fails, which is what
+		// keeps recovery within the promised 5 s; on a saturated machine
+		// the processes' wait for a CPU comes on top, so this waits longer.
+		deadline := time.Now().Add(20 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 6s", what)
+				t.Fatalf("%s: not within 20s", what)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // polling a condition
 		}
 	}
 	for _, m := range mains {
@@ -300,7 +306,7 @@ func TestReplicasSurviveRedisOutage(t *testing.T) {
 		// The exact bound (Redis timeout + 100 ms) is asserted in-process by
 		// ratelimit's TestRedisFailurePolicies; across processes under -race a
 		// busy CI machine adds its own delays, so this only catches a hang.
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("replica %d took %v with Redis down", i, d)
 		}
 	}

@@ -7,16 +7,22 @@ import (
 	"unsafe"
 )
 
-// Cache bounds. 64 shards keep lock contention negligible on the request
-// path; 16,384 entries, and at most 32 MiB of principals by their estimated
-// footprint (a token may be 8 KiB, and a principal keeps its identity
-// strings and the claims routes and headers refer to), however many
-// distinct tokens a flood sends. A principal too large for a shard's share
-// is verified every time instead of cached.
+// Cache bounds, in bytes, because entries are not all alike: a token may
+// be 8 KiB, and the principal decoded from it (subject, scope string,
+// scope list, audience) grows with it. CacheMaxBytes caps the sum of
+// principalSize over the cache, split evenly over cacheShards shards
+// (64 keep lock contention negligible on the request path). At 16 MiB that
+// is about 2,000 entries of the largest tokens, or 40,000 ordinary ones:
+// a miss costs one signature check, and the bound leaves room in a 128 MiB
+// container for everything else (see README, "Bounded memory").
 const (
-	cacheShards     = 64
-	cacheMaxEntries = 16384
-	cacheMaxBytes   = 32 << 20
+	CacheMaxBytes = 16 << 20
+	cacheShards   = 64
+	shardBudget   = CacheMaxBytes / cacheShards
+	// mapSlotOverhead is a map slot: a 32-byte key, the entry, a control
+	// byte and slack for the load factor. The Principal struct itself is
+	// in its footprint.
+	mapSlotOverhead = 96
 )
 
 // tokenCache remembers tokens whose signature and claims were verified, so a
@@ -28,16 +34,24 @@ type tokenCache struct {
 	shards [cacheShards]cacheShard
 }
 
+type cacheEntry struct {
+	p    *Principal
+	size int
+}
+
 type cacheShard struct {
 	mu      sync.RWMutex
-	entries map[[32]byte]*Principal
-	bytes   int // sum of the entries' footprints
+	entries map[[32]byte]cacheEntry
+	bytes   int
+	// soonest is the earliest cacheUntil in the shard (unix ns): a full
+	// shard scans for expired entries only when one can have expired.
+	soonest int64
 }
 
 func newTokenCache() *tokenCache {
 	c := &tokenCache{}
 	for i := range c.shards {
-		c.shards[i].entries = make(map[[32]byte]*Principal)
+		c.shards[i].entries = make(map[[32]byte]cacheEntry)
 	}
 	return c
 }
@@ -56,45 +70,84 @@ func (c *tokenCache) shard(k *[32]byte) *cacheShard { return &c.shards[k[0]%cach
 func (c *tokenCache) get(k [32]byte, now time.Time) *Principal {
 	s := c.shard(&k)
 	s.mu.RLock()
-	p := s.entries[k]
+	e := s.entries[k]
 	s.mu.RUnlock()
-	if p == nil || !now.Before(p.cacheUntil) {
+	if e.p == nil || !now.Before(e.p.cacheUntil) {
 		return nil
 	}
-	return p
+	return e.p
+}
+
+// principalSize is what an entry holds, counted generously: the
+// principal's footprint (its strings, slice headers — which for a token of
+// many one-letter scopes outweigh the scopes themselves — and the claims
+// routes and headers keep) plus the map slot.
+func principalSize(p *Principal) int {
+	n := p.size // the footprint estimated when it was verified (Principal.footprint)
+	if n == 0 {
+		n = p.footprint()
+	}
+	return mapSlotOverhead + n
 }
 
 func (c *tokenCache) put(k [32]byte, p *Principal, now time.Time) {
-	const maxEntries, maxBytes = cacheMaxEntries / cacheShards, cacheMaxBytes / cacheShards
-	if p.size > maxBytes {
-		return
+	size := principalSize(p)
+	if size > shardBudget {
+		return // cannot happen for tokens within MaxTokenBytes; never evict a shard for one
 	}
 	s := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.entries[k]; old != nil {
+	if old, ok := s.entries[k]; ok {
 		s.bytes -= old.size
 		delete(s.entries, k)
 	}
-	full := func() bool { return len(s.entries) >= maxEntries || s.bytes+p.size > maxBytes }
-	if full() {
-		// Drop expired entries first; if the shard is still full, drop
-		// arbitrary ones (Go's map order is randomised), which keeps the
-		// bound without a per-entry LRU list.
-		for key, e := range s.entries {
-			if !now.Before(e.cacheUntil) {
-				s.bytes -= e.size
-				delete(s.entries, key)
-			}
-		}
-		for key, e := range s.entries {
-			if !full() {
-				break
-			}
-			s.bytes -= e.size
-			delete(s.entries, key)
-		}
+	if s.bytes+size > shardBudget {
+		s.evict(now, size)
 	}
-	s.entries[k] = p
-	s.bytes += p.size
+	until := p.cacheUntil.UnixNano()
+	if len(s.entries) == 0 || until < s.soonest {
+		s.soonest = until
+	}
+	s.entries[k] = cacheEntry{p: p, size: size}
+	s.bytes += size
+}
+
+// evict makes room for size bytes: expired entries first (when one can
+// have expired), then arbitrary ones (Go's map order is randomised, so a
+// flood cannot aim at particular entries), which keeps the bound without
+// a per-entry LRU list on the request path. The caller holds s.mu.
+func (s *cacheShard) evict(now time.Time, size int) {
+	if now.UnixNano() >= s.soonest {
+		soonest := int64(1<<63 - 1)
+		for k, e := range s.entries {
+			until := e.p.cacheUntil.UnixNano()
+			if !now.Before(e.p.cacheUntil) {
+				s.bytes -= e.size
+				delete(s.entries, k)
+				continue
+			}
+			soonest = min(soonest, until)
+		}
+		s.soonest = soonest
+	}
+	for k, e := range s.entries {
+		if s.bytes+size <= shardBudget {
+			break
+		}
+		s.bytes -= e.size
+		delete(s.entries, k)
+	}
+}
+
+// size returns the number of entries and the bytes they account for.
+func (c *tokenCache) size() (entries, bytes int) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		entries += len(s.entries)
+		bytes += s.bytes
+		s.mu.RUnlock()
+	}
+	return entries, bytes
 }

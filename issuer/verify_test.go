@@ -191,16 +191,12 @@ func TestVerifyCacheHonoursExpiryAndRevocation(t *testing.T) {
 func TestTokenCacheStaysBounded(t *testing.T) {
 	t.Parallel()
 	c := newTokenCache()
-	p := &Principal{cacheUntil: t0.Add(time.Hour)}
-	for i := 0; i < 3*cacheMaxEntries; i++ {
+	p := &Principal{cacheUntil: t0.Add(time.Hour), ScopeString: strings.Repeat("s", 7<<10)}
+	for i := 0; i < 3*CacheMaxBytes/principalSize(p); i++ {
 		c.put(cacheKey(fmt.Sprint(i)), p, t0)
 	}
-	n := 0
-	for i := range c.shards {
-		n += len(c.shards[i].entries)
-	}
-	if n > cacheMaxEntries {
-		t.Errorf("cache holds %d entries, bound is %d", n, cacheMaxEntries)
+	if _, bytes := c.size(); bytes > CacheMaxBytes {
+		t.Errorf("cache accounts %d bytes, bound is %d", bytes, CacheMaxBytes)
 	}
 }
 
@@ -211,7 +207,7 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 	t.Parallel()
 	c := newTokenCache()
 	big := &Principal{cacheUntil: t0.Add(time.Hour), size: 100 << 10}
-	for i := 0; i < cacheMaxEntries; i++ {
+	for i := 0; i < 16384; i++ {
 		c.put(cacheKey(fmt.Sprint(i)), big, t0)
 	}
 	total, n := 0, 0
@@ -226,10 +222,10 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 			t.Fatalf("shard %d counts %d bytes, entries hold %d", i, c.shards[i].bytes, sum)
 		}
 	}
-	if total > cacheMaxBytes {
-		t.Errorf("cache holds %d bytes in %d entries, bound is %d", total, n, cacheMaxBytes)
+	if total > CacheMaxBytes {
+		t.Errorf("cache holds %d bytes in %d entries, bound is %d", total, n, CacheMaxBytes)
 	}
-	huge := &Principal{cacheUntil: t0.Add(time.Hour), size: cacheMaxBytes/cacheShards + 1}
+	huge := &Principal{cacheUntil: t0.Add(time.Hour), size: shardBudget + 1}
 	c.put(cacheKey("huge"), huge, t0)
 	if c.get(cacheKey("huge"), t0) != nil {
 		t.Error("a principal larger than a shard's share was cached")

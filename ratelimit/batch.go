@@ -18,6 +18,11 @@ const (
 	batchQueue   = 4096
 )
 
+// errQueueFull refuses a call when batchQueue calls already wait: the
+// process is falling behind (starved or flooded), which is slowness, not a
+// Redis outage.
+var errQueueFull = fmt.Errorf("redis rate limit: %d calls queued", batchQueue)
+
 // call is one rate-limit script call waiting for its batch.
 type call struct {
 	ctx  context.Context
@@ -49,13 +54,20 @@ func (b *batcher) do(ctx context.Context, key string, interval, burst int64) ([]
 	select {
 	case b.queue <- c:
 	default:
-		return nil, fmt.Errorf("redis rate limit: %d calls queued", batchQueue)
+		return nil, errQueueFull
 	}
 	select {
 	case <-c.done:
 		return c.res, c.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		// A starved process may notice its deadline and the answer at the
+		// same moment; an answer that arrived is used, never discarded.
+		select {
+		case <-c.done:
+			return c.res, c.err
+		default:
+			return nil, ctx.Err()
+		}
 	}
 }
 

@@ -62,8 +62,8 @@ func TestShare(t *testing.T) {
 // store: it keeps at most localMaxKeys buckets and its heap stays under
 // 24 MiB (local.go states ~15 MiB for the buckets themselves).
 func TestLocalMemoryBound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("two million keys take a few seconds")
+	if testing.Short() || raceEnabled {
+		t.Skip("a memory flood: run without -race and -short (make test does)")
 	}
 	const keys = 2_000_000
 	const bound = 24 << 20

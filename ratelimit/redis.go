@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -64,10 +63,8 @@ func (s *redisStore) allow(ctx context.Context, scope string, key Key, lim Limit
 	interval := lim.interval().Microseconds()
 	v, err := s.batch.do(ctx, redisKey(scope, key), max(interval, 1), int64(lim.Burst))
 	if err != nil {
-		s.breaker.failure(now)
 		return Result{}, fmt.Errorf("redis rate limit: %w", err)
 	}
-	s.breaker.success()
 	if len(v) != 4 {
 		return Result{}, fmt.Errorf("redis rate limit: unexpected reply %v", v)
 	}
@@ -93,50 +90,4 @@ func (s *redisStore) heartbeat(ctx context.Context, id string, ttl time.Duration
 		return 0, fmt.Errorf("redis heartbeat: %w", err)
 	}
 	return n, nil
-}
-
-// breaker stops calls to a Redis that keeps failing: after breakerFailures
-// consecutive failures it opens for breakerCooldown, then lets one probe
-// through; so a dead Redis costs nothing per request while it is down.
-type breaker struct {
-	failures  atomic.Int32
-	openUntil atomic.Int64 // unix nanoseconds
-}
-
-const (
-	breakerFailures = 3
-	breakerCooldown = time.Second
-)
-
-func (b *breaker) allow(now time.Time) bool {
-	until := b.openUntil.Load()
-	if until == 0 {
-		return true
-	}
-	if now.UnixNano() < until {
-		return false
-	}
-	// Half-open: the caller that wins the swap probes; the others wait
-	// for another cooldown.
-	return b.openUntil.CompareAndSwap(until, now.Add(breakerCooldown).UnixNano())
-}
-
-func (b *breaker) success() {
-	if b.failures.Load() != 0 {
-		b.failures.Store(0)
-	}
-	if b.openUntil.Load() != 0 {
-		b.openUntil.Store(0)
-	}
-}
-
-func (b *breaker) failure(now time.Time) {
-	if b.failures.Add(1) >= breakerFailures {
-		b.openUntil.Store(now.Add(breakerCooldown).UnixNano())
-	}
-}
-
-func (b *breaker) open(now time.Time) bool {
-	until := b.openUntil.Load()
-	return until != 0 && now.UnixNano() < until
 }

@@ -17,7 +17,7 @@ import (
 func newClient(t testing.TB, addr string, timeout time.Duration) *redis.Client {
 	c := redis.NewClient(&redis.Options{
 		Addr: addr, ReadTimeout: timeout, WriteTimeout: timeout, DialTimeout: 250 * time.Millisecond,
-		PoolTimeout: timeout, MaxRetries: -1, ContextTimeoutEnabled: true,
+		PoolTimeout: timeout, MaxRetries: -1, ContextTimeoutEnabled: true, DialerRetries: 1,
 	})
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -67,15 +67,25 @@ func TestRedisGCRA(t *testing.T) {
 
 // TestReplicasShareOneLimit runs three limiters, each with its own client,
 // against one Redis; a bounded concurrent load over all three gets exactly
-// the burst through (the window is long enough that nothing refills).
+// the burst through (the window is long enough that nothing refills). On a
+// machine so busy that a call misses even this generous timeout, that
+// request falls back to its replica's share, and the bound widens by at
+// most one share per replica (TestSharedLimitUnderStarvation measures that).
 func TestReplicasShareOneLimit(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	const n = 30
 	lim := Limit{Requests: n, Per: time.Hour, Burst: n}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var replicas []*Limiter
 	for i := 0; i < 3; i++ {
-		replicas = append(replicas, New(Options{Redis: newClient(t, srv.Addr, 500*time.Millisecond), Timeout: 500 * time.Millisecond}))
+		l := New(Options{Redis: newClient(t, srv.Addr, 500*time.Millisecond), Timeout: 500 * time.Millisecond})
+		go l.Run(ctx)
+		replicas = append(replicas, l)
+	}
+	for _, l := range replicas {
+		waitFor(t, "three replicas counted", 10*time.Second, func() bool { return l.Replicas() == 3 })
 	}
 	var allowed, denied atomic.Int32
 	var wg sync.WaitGroup
@@ -98,9 +108,40 @@ func TestReplicasShareOneLimit(t *testing.T) {
 		}(g)
 	}
 	wg.Wait()
-	if a := allowed.Load(); a < n || a > n+1 {
-		t.Errorf("%d of %d allowed across replicas, want %d (at most N+burst, no fewer than N)", a, a+denied.Load(), n)
+	var failed float64
+	for _, l := range replicas {
+		failed += testutil.ToFloat64(l.metrics.RateLimitBackendFailures)
 	}
+	a := int(allowed.Load())
+	switch {
+	case failed == 0 && (a < n || a > n+1):
+		t.Errorf("%d of %d allowed across replicas, want %d (at most N+1, no fewer than N)", a, a+int(denied.Load()), n)
+	case failed > 0 && a > n+3*lim.share(3).Burst:
+		t.Errorf("%d allowed with %v calls timed out, want at most %d", a, failed, n+3*lim.share(3).Burst)
+	}
+}
+
+// schedLag measures, while it runs, how late this process's goroutines
+// wake up: on a busy machine a call's wall time includes waiting for a CPU,
+// which no Redis timeout can bound. stop returns the worst lateness seen.
+func schedLag() (stop func() time.Duration) {
+	done := make(chan struct{})
+	worst := make(chan time.Duration, 1)
+	go func() {
+		var w time.Duration
+		for {
+			select {
+			case <-done:
+				worst <- w
+				return
+			default:
+			}
+			start := time.Now()
+			time.Sleep(time.Millisecond)
+			w = max(w, time.Since(start)-time.Millisecond)
+		}
+	}()
+	return func() time.Duration { close(done); return <-worst }
 }
 
 func TestRedisFailurePolicies(t *testing.T) {
@@ -119,15 +160,19 @@ func TestRedisFailurePolicies(t *testing.T) {
 				ls = append(ls, l)
 			}
 			l := ls[0]
-			waitFor(t, "three replicas seen", 5*time.Second, func() bool { return l.Replicas() == 3 })
+			waitFor(t, "three replicas seen", 10*time.Second, func() bool { return l.Replicas() == 3 })
 			lim := Limit{Requests: 9, Per: time.Hour, Burst: 9}
 
 			srv.Pause() // a hung Redis: the worst case for latency
 			for i := 0; i < 10; i++ {
+				lag := schedLag()
 				start := time.Now()
 				res, err := l.Allow(ctx, "r", Key{"k", "k"}, lim)
-				if d := time.Since(start); d > timeout+100*time.Millisecond {
-					t.Errorf("call %d waited %v with Redis hung", i, d)
+				d := time.Since(start)
+				// The bound is on waiting for Redis; time spent waiting for
+				// a CPU on a saturated machine is measured and set apart.
+				if late := lag(); d > timeout+100*time.Millisecond+late {
+					t.Errorf("call %d waited %v with Redis hung (scheduler lateness %v)", i, d, late)
 				}
 				switch policy {
 				case FailDeny:
@@ -145,13 +190,13 @@ func TestRedisFailurePolicies(t *testing.T) {
 					}
 				}
 			}
-			if !l.Degraded() {
-				t.Error("not degraded while Redis hangs")
-			}
+			// Timeouts are not an outage until they last: the breaker trips
+			// once calls have failed for breakerEvidence.
+			waitFor(t, "degraded while Redis hangs", 10*time.Second, l.Degraded)
 			srv.Resume()
 			srv.Restart(t) // back, empty
-			waitFor(t, "recovery", 5*time.Second, func() bool { return !l.Degraded() })
-			waitFor(t, "shared limiting resumes", 5*time.Second, func() bool {
+			waitFor(t, "recovery", 10*time.Second, func() bool { return !l.Degraded() })
+			waitFor(t, "shared limiting resumes", 10*time.Second, func() bool {
 				res, err := l.Allow(ctx, "r", Key{"k", "fresh"}, lim)
 				return err == nil && res.Allowed && res.Limit.Requests == 9
 			})
@@ -159,24 +204,47 @@ func TestRedisFailurePolicies(t *testing.T) {
 	}
 }
 
+// pipelineCounter counts pipelines sent, i.e. round trips to Redis.
+type pipelineCounter struct{ n atomic.Int32 }
+
+func (h *pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// TestBreakerStopsCallsToADeadRedis: refused connections are evidence, so
+// the breaker opens after breakerHardFailures of them, and from then on no
+// call reaches the network until the cooldown passes (the clock is frozen
+// here, so it never does).
 func TestBreakerStopsCallsToADeadRedis(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	c := newClient(t, srv.Addr, 50*time.Millisecond)
-	l := New(Options{Redis: c, Timeout: 50 * time.Millisecond, OnFailure: FailAllow})
+	hook := &pipelineCounter{}
+	c.AddHook(hook)
+	frozen := time.Now()
+	l := New(Options{Redis: c, Timeout: 50 * time.Millisecond, OnFailure: FailAllow, Now: func() time.Time { return frozen }})
 	srv.Kill()
-	for i := 0; i < breakerFailures; i++ {
+	// Each attempt is refused at once; on a starved machine one may still
+	// miss its deadline first (not evidence), so allow a few more.
+	for i := 0; i < 10*breakerHardFailures && !l.Degraded(); i++ {
 		_, _ = l.Allow(context.Background(), "r", Key{"k", "k"}, Limit{1, time.Second, 1})
 	}
-	if !l.redis.breaker.open(time.Now()) {
-		t.Fatal("breaker not open after repeated failures")
+	if !l.redis.breaker.open(frozen) || !l.Degraded() {
+		t.Fatal("breaker not open after repeated refused connections")
 	}
-	start := time.Now()
+	before := hook.n.Load()
 	for i := 0; i < 100; i++ {
-		_, _ = l.Allow(context.Background(), "r", Key{"k", "k"}, Limit{1, time.Second, 1})
+		if res, _ := l.Allow(context.Background(), "r", Key{"k", "k"}, Limit{1, time.Second, 1}); !res.Allowed {
+			t.Fatal("on_redis_failure allow refused a request")
+		}
 	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Errorf("100 calls with the breaker open took %v", d)
+	if n := hook.n.Load() - before; n != 0 {
+		t.Errorf("%d round trips to Redis with the breaker open, want 0", n)
 	}
 }
 

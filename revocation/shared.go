@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 
@@ -21,6 +22,7 @@ const (
 	// readBlock is how long one XREAD waits; a new entry wakes it at once,
 	// so replicas learn a revocation in milliseconds, well within 1 s.
 	readBlock     = 500 * time.Millisecond
+	readCount     = 1000
 	retryAfterErr = time.Second
 	publishWait   = 500 * time.Millisecond
 )
@@ -52,6 +54,7 @@ type shared struct {
 // token lifetime (issuer.MaxTokenLifetime). Call it before serving.
 func (s *Store) Share(c Client, log *slog.Logger, retention time.Duration) {
 	s.shared = &shared{client: c, log: log, retention: retention}
+	s.synced.Store(false)
 }
 
 func (sh *shared) publish(ctx context.Context, e event) error {
@@ -70,25 +73,34 @@ func (sh *shared) publish(ctx context.Context, e event) error {
 	return nil
 }
 
-// Run tails the shared stream until ctx ends, applying what other replicas
-// recorded; it returns at once for a store that is not shared. After a
-// Redis outage it resumes after the last entry it applied: stream ids are
-// server timestamps, so whatever is added after a restart sorts later.
+// Run first reads every revocation already in the shared stream (Synced
+// turns true when it has), then tails it until ctx ends, applying what
+// other replicas record; it returns at once for a store that is not shared.
+// After a Redis outage it resumes after the last entry it applied: stream
+// ids are server timestamps, so whatever is added after a restart sorts
+// later.
 func (s *Store) Run(ctx context.Context) {
 	if s.shared == nil {
 		return
 	}
 	last := "0"
 	failed := false
+	applied := 0
 	for ctx.Err() == nil {
+		catchingUp := !s.synced.Load()
+		args := &redis.XReadArgs{Streams: []string{streamKey, last}, Count: readCount, Block: readBlock}
+		if catchingUp {
+			// Block 1 ms rather than not at all: a blocking read is given
+			// its own read deadline (the block plus go-redis's margin, cut
+			// to this call's context), not redis.timeout, which is sized
+			// for one small script call, not a thousand entries.
+			args.Block = time.Millisecond
+		}
 		rctx, cancel := context.WithTimeout(ctx, readBlock+time.Second)
-		streams, err := s.shared.client.XRead(rctx, &redis.XReadArgs{
-			Streams: []string{streamKey, last}, Count: 1000, Block: readBlock,
-		}).Result()
+		streams, err := s.shared.client.XRead(rctx, args).Result()
 		cancel()
 		if errors.Is(err, redis.Nil) {
-			failed = false
-			continue
+			streams, err = nil, nil
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -102,23 +114,35 @@ func (s *Store) Run(ctx context.Context) {
 			continue
 		}
 		failed = false
+		n := 0
 		for _, st := range streams {
 			for _, m := range st.Messages {
 				s.applyMessage(m.Values)
 				last = m.ID
+				n++
 			}
+		}
+		applied += n
+		// A read that returned less than it could have reached the end of
+		// what existed when it ran: everything recorded before this
+		// replica started is now applied.
+		if catchingUp && n < readCount {
+			s.synced.Store(true)
+			s.shared.log.Info("shared revocations read", "entries", applied)
 		}
 	}
 }
 
 func (s *Store) applyMessage(v map[string]any) {
 	str := func(k string) string { x, _ := v[k].(string); return x }
-	ms := func(k string) time.Time {
+	// ms reads a unix-milliseconds field as unix nanoseconds; 0 (long
+	// expired, so soon forgotten) when malformed.
+	ms := func(k string) int64 {
 		n, err := strconv.ParseInt(str(k), 10, 64)
-		if err != nil {
-			return time.Time{}
+		if err != nil || n < 0 || n > math.MaxInt64/int64(time.Millisecond) {
+			return 0
 		}
-		return time.UnixMilli(n)
+		return n * int64(time.Millisecond)
 	}
 	switch str("k") {
 	case kindToken:

@@ -30,6 +30,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if !s.started.Load() || s.draining.Load() {
 		status, code = "unhealthy", http.StatusServiceUnavailable
 		checks["server"] = check{Status: "down", Detail: "starting or shutting down"}
+	} else if !s.backendsReady() {
+		status, code = "unhealthy", http.StatusServiceUnavailable
+		checks["server"] = check{Status: "down", Detail: "starting: reading the replica count and the revocations recorded in redis"}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -51,7 +54,7 @@ func probe(w http.ResponseWriter, ok bool) {
 func (s *Server) live(w http.ResponseWriter, r *http.Request) { probe(w, true) }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	probe(w, s.started.Load() && !s.draining.Load() && s.current().issuer.Ready())
+	probe(w, s.started.Load() && !s.draining.Load() && s.backendsReady() && s.current().issuer.Ready())
 }
 
 func (s *Server) startup(w http.ResponseWriter, r *http.Request) { probe(w, s.started.Load()) }

@@ -70,6 +70,7 @@ type Server struct {
 
 	started  atomic.Bool
 	draining atomic.Bool
+	loaded   atomic.Bool // backendsReady has held once (readiness.go)
 }
 
 // New builds every component; it does no network I/O, so -check-config uses
@@ -152,6 +153,10 @@ func newRedisClient(c *config.Redis) (redis.UniversalClient, error) {
 		Addrs: c.Addrs, MasterName: c.MasterName, Password: c.Password.Reveal(),
 		DialTimeout: max(timeout, 250*time.Millisecond), ReadTimeout: timeout, WriteTimeout: timeout,
 		PoolTimeout: timeout, MaxRetries: -1, ContextTimeoutEnabled: true,
+		// One dial attempt: a refused connection is then reported as such
+		// (evidence for the limiter's breaker) instead of being retried
+		// until the deadline and looking like a slow Redis.
+		DialerRetries: 1,
 		// The limiter batches its calls into a few pipelines; the rest of
 		// the pool serves heartbeats, revocations and the blocking stream read.
 		PoolSize: 16,
@@ -214,7 +219,12 @@ func (s *Server) buildHandlers(rt *runtime) {
 		}
 		rt.proxy.ServeHTTP(w, r)
 	})
-	rt.main = s.edge(rt.proxy, mainDispatch)
+	// Requests that arrive before the shared state is loaded wait for it
+	// (awaitReady); probes on this listener never do.
+	rt.main = s.edge(rt.proxy, s.awaitReady(mainDispatch, func(r *http.Request) bool {
+		_, ok := admin[proxy.RequestPath(r)]
+		return adminOnMain && ok
+	}))
 	rt.final = rt.proxy.ApplySecurityHeaders
 	adminMux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := admin[r.URL.Path]; ok {

@@ -69,6 +69,14 @@ func serverFrom(t testing.TB, yaml string, env map[string]string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.redis != nil {
+		// What Run starts: the heartbeat and the revocation stream reader,
+		// which readiness (and so every request) waits for.
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go s.limiter.Run(ctx)
+		go s.revocations.Run(ctx)
+	}
 	return s
 }
 
@@ -159,16 +167,10 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	env := map[string]string{"REDIS_URL": srv.URL(), "DISABLE_RATE_LIMIT": "true"}
-	// A Redis timeout a saturated test machine meets (the default 50 ms is
-	// the production bound, not what this test is about).
-	a := newTestServer(t, "redis: {timeout: 2s}\n", env)
-	b := newTestServer(t, "redis: {timeout: 2s}\n", env)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	a := newTestServer(t, "", env)
+	b := newTestServer(t, "", env)
 	for _, s := range []*Server{a, b} {
 		s.started.Store(true)
-		go s.revocations.Run(ctx)
-		go s.limiter.Run(ctx)
 	}
 	mint := func() string {
 		rec := tokenRequest(a.Handler(), testSecret)
@@ -198,15 +200,21 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	if code := revoke(a); code != 200 {
 		t.Fatalf("revoke at a = %d", code)
 	}
+	// The promise is 1 s of propagation; on a saturated machine the time
+	// this process spends waiting for a CPU is measured and set apart.
+	lag := schedLag()
 	start := time.Now()
 	for {
 		if _, err := b.current().issuer.Verify(tok.AccessToken); err != nil {
 			break
 		}
-		if time.Since(start) > time.Second {
-			t.Fatal("replica b still accepts the token 1s after revocation at a")
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("replica b still accepts the token 30s after revocation at a")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polling a condition
+	}
+	if d, late := time.Since(start), lag(); d > time.Second+late {
+		t.Errorf("replica b accepted the token for %v after revocation at a (scheduler lateness %v)", d, late)
 	}
 
 	srv.Kill()
@@ -214,9 +222,12 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	if code := revoke(a); code != 503 {
 		t.Errorf("revoke with Redis down = %d, want 503", code)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !a.limiter.Degraded() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	deadline := time.Now().Add(15 * time.Second)
+	for !a.limiter.Degraded() {
+		if time.Now().After(deadline) {
+			t.Fatal("not degraded 15s after Redis died")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
 	}
 	rec := httptest.NewRecorder()
 	a.ready(rec, httptest.NewRequest("GET", "/health/ready", nil))
@@ -241,20 +252,31 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 
 // TestThreeReplicasShareOneLimit runs three full Portcullis servers, each
 // with its own Redis client, and spreads a bounded concurrent load over them:
-// exactly the limit gets through (its window is too long to refill).
+// exactly the limit gets through (its window is too long to refill). The
+// Redis timeout is generous so that this measures sharing, not starvation;
+// if a call misses it anyway, that request is decided from the replica's
+// share, and the bound widens by one share per replica (ratelimit's
+// TestSharedLimitUnderStarvation measures that case).
 func TestThreeReplicasShareOneLimit(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer up.Close()
-	// A generous Redis timeout: on a saturated machine a 50 ms call can miss,
-	// and the local fallback (each replica alone) is not what is tested here.
-	extra := "upstream: {url: \"" + up.URL + "\"}\nredis: {timeout: 5s}\n"
-	const limit = 20
+	extra := "upstream: {url: \"" + up.URL + "\"}\nredis: {url: \"" + srv.URL() + "\", timeout: 2s}\n"
+	const limit, share = 20, 7
 	var replicas []*Server
 	for i := 0; i < 3; i++ {
 		cfg := strings.Replace(testConfig, "routes: [{path: /}]", "routes: [{path: /, rate_limit: {requests: 20, per: 1h, key: subject}}]", 1)
-		replicas = append(replicas, serverFrom(t, cfg+extra, map[string]string{"REDIS_URL": srv.URL()}))
+		replicas = append(replicas, serverFrom(t, cfg+extra, nil))
+	}
+	for i, r := range replicas {
+		deadline := time.Now().Add(20 * time.Second)
+		for r.limiter.Replicas() != 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d counts %d replicas, want 3", i, r.limiter.Replicas())
+			}
+			time.Sleep(20 * time.Millisecond) // polling a condition
+		}
 	}
 	tok, err := replicas[0].current().issuer.Sign(issuerClaims("svc", time.Now()))
 	if err != nil {
@@ -280,8 +302,17 @@ func TestThreeReplicasShareOneLimit(t *testing.T) {
 		}(g)
 	}
 	wg.Wait()
-	if codes[200] != limit || codes[429] != 90-limit {
+	var failed float64
+	for _, r := range replicas {
+		failed += testutil.ToFloat64(r.metrics.RateLimitBackendFailures)
+	}
+	switch {
+	case codes[200]+codes[429] != 90:
+		t.Errorf("responses %v, want only 200 and 429", codes)
+	case failed == 0 && codes[200] != limit:
 		t.Errorf("responses %v across three replicas, want %d allowed and the rest 429", codes, limit)
+	case codes[200] > limit+3*share:
+		t.Errorf("responses %v with %v Redis calls failed, want at most %d allowed", codes, failed, limit+3*share)
 	}
 }
 
@@ -335,10 +366,8 @@ func TestSentinelFromConfig(t *testing.T) {
 func TestClusterFromConfig(t *testing.T) {
 	t.Parallel()
 	nodes := redistest.StartCluster(t)
-	s := limitedServer(t, "redis: {addrs: [\""+strings.Join(nodes, `", "`)+"\"], timeout: 5s}\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.limiter.Run(ctx)
+	s := limitedServer(t, "redis: {addrs: [\""+strings.Join(nodes, `", "`)+"\"], timeout: 500ms}\n")
+	ctx := context.Background()
 	// Several subjects land in different slots, hence on different nodes.
 	for _, sub := range []string{"svc", "a", "b", "c", "d"} {
 		if codes := hit(t, s, sub, 4); codes != "[200 200 200 429]" {
@@ -365,4 +394,27 @@ func TestPanicIsAJSON500(t *testing.T) {
 	if strings.Contains(rec.Body.String(), "boom") {
 		t.Error("panic value echoed to the client")
 	}
+}
+
+// schedLag measures, while it runs, how late this process's goroutines
+// wake up: on a busy machine wall time includes waiting for a CPU, which no
+// promise about propagation can bound. stop returns the worst lateness.
+func schedLag() (stop func() time.Duration) {
+	done := make(chan struct{})
+	worst := make(chan time.Duration, 1)
+	go func() {
+		var w time.Duration
+		for {
+			select {
+			case <-done:
+				worst <- w
+				return
+			default:
+			}
+			start := time.Now()
+			time.Sleep(time.Millisecond)
+			w = max(w, time.Since(start)-time.Millisecond)
+		}
+	}()
+	return func() time.Duration { close(done); return <-worst }
 }
