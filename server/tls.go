@@ -19,11 +19,6 @@ import (
 	"github.com/portcullis/portcullis/config"
 )
 
-// certWatchInterval is how often the certificate files are compared with
-// what is loaded. cert-manager and Kubernetes swap a Secret volume through
-// a symlink, so the files' contents are compared, never their inodes.
-const certWatchInterval = 10 * time.Second
-
 // tlsHandshakeTimeout bounds a handshake, as readHeaderTimeout bounds a
 // request head: a client that never finishes one holds a goroutine only
 // this long.
@@ -123,20 +118,6 @@ func (s *certSource) serverConfig() *tls.Config {
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return s.cur.Load().config, nil
 		},
-	}
-}
-
-// watch reloads whenever the files' contents change, until ctx ends.
-func (s *certSource) watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_ = s.Reload() // logged there
-		}
 	}
 }
 
