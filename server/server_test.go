@@ -402,8 +402,12 @@ func TestPanicIsAJSON500(t *testing.T) {
 func schedLag() (stop func() time.Duration) {
 	done := make(chan struct{})
 	worst := make(chan time.Duration, 1)
+	running := make(chan struct{})
 	go func() {
 		var w time.Duration
+		// Measuring starts only once this goroutine runs: a starved
+		// process may not schedule it before the measured call is over.
+		close(running)
 		for {
 			select {
 			case <-done:
@@ -416,5 +420,6 @@ func schedLag() (stop func() time.Duration) {
 			w = max(w, time.Since(start)-time.Millisecond)
 		}
 	}()
+	<-running
 	return func() time.Duration { close(done); return <-worst }
 }
