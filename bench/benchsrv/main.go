@@ -60,9 +60,12 @@ func main() {
 	verify := fs.String("verify", "", "ES256 private key PEM whose public half verifies every request (bare)")
 	n := fs.Int("n", 1, "number of tokens")
 	iss := fs.String("iss", issuer, "the tokens' issuer (tokens, oidc)")
-	out := fs.String("out", "", "output file (protoset)")
-	path := fs.String("path", "/api/orders", "request path (checkrequest)")
-	token := fs.String("token", "", "bearer token (checkrequest)")
+	path := fs.String("path", "/api/orders", "request path (grpcload)")
+	token := fs.String("token", "", "bearer token (grpcload)")
+	target := fs.String("target", "", "gRPC address (grpcload)")
+	conc := fs.Int("c", 64, "concurrent streams (grpcload)")
+	dur := fs.Duration("d", 10*time.Second, "measured duration (grpcload)")
+	warm := fs.Duration("warmup", 2*time.Second, "warm-up duration (grpcload)")
 	_ = fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "upstream":
@@ -108,12 +111,8 @@ func main() {
 		}
 	case "oidc":
 		serveOIDC(*addr, *iss, mustKey(*keyFile))
-	case "protoset":
-		writeProtoset(*out)
-	case "checkrequest":
-		checkRequestJSON(*path, *token)
-	case "ghzsummary":
-		ghzSummary(os.Stdin)
+	case "grpcload":
+		grpcLoad(*target, *path, *token, *conc, *warm, *dur)
 	case "freeport":
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
