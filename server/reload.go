@@ -44,6 +44,10 @@ type reloader struct {
 	opts  ReloadOptions
 	hooks []ReloadHook
 	bg    context.Context // Run's background context; nil when not running
+	// watch holds the watched files' fingerprints, taken when reload is
+	// enabled: a change made after that, even before the watch goroutine
+	// first runs, is a change.
+	watch *watcher
 }
 
 // EnableReload makes the server reload on SIGHUP and when watched files
@@ -52,6 +56,11 @@ func (s *Server) EnableReload(o ReloadOptions) {
 	s.reload.mu.Lock()
 	defer s.reload.mu.Unlock()
 	s.reload.opts = o
+	if o.Load != nil {
+		w := &watcher{file: o.File, seen: map[string]fingerprint{}}
+		w.record(w.paths(s.current().cfg))
+		s.reload.watch = w
+	}
 	if o.Level != nil {
 		s.setLevel(s.cfg)
 	}

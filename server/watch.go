@@ -27,13 +27,11 @@ type fingerprint [sha256.Size]byte
 // every poll, so reloading it applies too. It returns when ctx ends.
 func (s *Server) watch(ctx context.Context) {
 	s.reload.mu.Lock()
-	opts := s.reload.opts
+	opts, w := s.reload.opts, s.reload.watch
 	s.reload.mu.Unlock()
-	if opts.Load == nil {
+	if opts.Load == nil || w == nil {
 		return
 	}
-	w := &watcher{file: opts.File, seen: map[string]fingerprint{}}
-	w.record(w.paths(s.current().cfg))
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
