@@ -198,9 +198,9 @@ routes:
 `, d.Issuer, d.JWKSURI)
 	_, mainAddr, _, stderr := startBinaryWith(t, upstream.URL, routes)
 
-	get := func(path, token string) *http.Response {
+	get := func(addr, path, token string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+mainAddr+path, nil)
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -211,7 +211,7 @@ routes:
 		return resp
 	}
 
-	resp := get("/pwd", idToken)
+	resp := get(mainAddr, "/pwd", idToken)
 	seen := up.take()
 	if resp.StatusCode != 200 || len(seen) != 1 {
 		t.Fatalf("OP token on an allowed route: %d, upstream saw %d requests; log: %s", resp.StatusCode, len(seen), stderr)
@@ -239,18 +239,27 @@ routes:
 		}
 		return string(b)
 	}
+	// The same issuer with require_type: the OP's ID token says typ JWT,
+	// not at+jwt, so RFC 9068 §4 refuses it as an access token.
+	strict := strings.Replace(routes, "algorithms: [RS256]}", "algorithms: [RS256], require_type: true}", 1)
+	if strict == routes {
+		t.Fatal("require_type was not added to the config")
+	}
+	_, strictAddr, _, _ := startBinaryWith(t, upstream.URL, strict)
+
 	for _, c := range []struct {
-		name, path, token string
-		want              int
+		name, addr, path, token string
+		want                    int
 	}{
-		{"scope the token lacks", "/write", idToken, 403},
-		{"claim the token lacks", "/admins", idToken, 403},
-		{"signature tampered", "/pwd", parts[0] + "." + parts[1] + "." + flip(parts[2], len(parts[2])/2), 401},
-		{"payload tampered", "/pwd", parts[0] + "." + flip(parts[1], len(parts[1])/2) + "." + parts[2], 401},
-		{"the OP's encrypted access token", "/pwd", accessToken, 401},
+		{"scope the token lacks", mainAddr, "/write", idToken, 403},
+		{"claim the token lacks", mainAddr, "/admins", idToken, 403},
+		{"signature tampered", mainAddr, "/pwd", parts[0] + "." + parts[1] + "." + flip(parts[2], len(parts[2])/2), 401},
+		{"payload tampered", mainAddr, "/pwd", parts[0] + "." + flip(parts[1], len(parts[1])/2) + "." + parts[2], 401},
+		{"the OP's encrypted access token", mainAddr, "/pwd", accessToken, 401},
+		{"typ JWT under require_type", strictAddr, "/pwd", idToken, 401},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if resp := get(c.path, c.token); resp.StatusCode != c.want {
+			if resp := get(c.addr, c.path, c.token); resp.StatusCode != c.want {
 				t.Errorf("status %d, want %d", resp.StatusCode, c.want)
 			}
 			if seen := up.take(); len(seen) != 0 {
