@@ -4,7 +4,8 @@
 # `make test` installs what the tests need from Debian packages when they are
 # missing: a C toolchain for -race (gcc, libc6-dev), redis-server, nginx,
 # caddy, curl and openssl for the TLS tests, promtool (package prometheus) for the alerting-rule tests, node and
-# npm, and the pinned npm packages (jose, openid-client) the tests run.
+# npm, the pinned npm packages (jose, openid-client) the tests run, and with
+# go install the zitadel/oidc example OpenID provider.
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -46,6 +47,10 @@ deps:
 	  npm ci --prefix testdata/openid-client --no-audit --no-fund
 	@# The JWT verifier the key-rotation test runs (npm jose), from its lock file.
 	@[ -f internal/josetest/node_modules/jose/package.json ] || npm ci --no-audit --no-fund --prefix internal/josetest
+	@# A real OpenID provider for the trusted-issuer test: zitadel/oidc's example OP,
+	@# installed by go install as "server" in GOBIN (default GOPATH/bin).
+	@gobin=$$($(GO) env GOBIN); [ -n "$$gobin" ] || gobin=$$($(GO) env GOPATH)/bin; \
+	  [ -x "$$gobin/server" ] || $(GO) install github.com/zitadel/oidc/v3/example/server@v3.52.0
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o portcullis .
