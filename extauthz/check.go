@@ -127,19 +127,29 @@ func requestID(hr *authv3.AttributeContext_HttpRequest, hdrs headers) string {
 // headerAction: identity headers replace whatever the request carried.
 var headerAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 
+// headerOption is one rendered header field: the option and the value it
+// points at, allocated together.
+type headerOption struct {
+	opt corev3.HeaderValueOption
+	val corev3.HeaderValue
+}
+
 // options renders header fields as Envoy header options, names lower-cased
 // as Envoy writes them; two allocations for the whole list.
 func (s *Server) options(fields []proxy.Header) []*corev3.HeaderValueOption {
 	if len(fields) == 0 {
 		return nil
 	}
-	opts := make([]corev3.HeaderValueOption, len(fields))
-	vals := make([]corev3.HeaderValue, len(fields))
-	out := make([]*corev3.HeaderValueOption, len(fields))
+	return s.renderOptions(make([]headerOption, len(fields)), make([]*corev3.HeaderValueOption, len(fields)), fields)
+}
+
+// renderOptions fills out (len(fields) long) from backing (as long).
+func (s *Server) renderOptions(backing []headerOption, out []*corev3.HeaderValueOption, fields []proxy.Header) []*corev3.HeaderValueOption {
 	for i, f := range fields {
-		vals[i].Key, vals[i].Value = s.lower(f.Name), f.Value
-		opts[i].Header, opts[i].AppendAction = &vals[i], headerAction
-		out[i] = &opts[i]
+		b := &backing[i]
+		b.val.Key, b.val.Value = s.lower(f.Name), f.Value
+		b.opt.Header, b.opt.AppendAction = &b.val, headerAction
+		out[i] = &b.opt
 	}
 	return out
 }
@@ -147,12 +157,36 @@ func (s *Server) options(fields []proxy.Header) []*corev3.HeaderValueOption {
 // lower returns name in lower case. Names come from configuration and
 // constants (a small closed set), so each is lowered once.
 func (s *Server) lower(name string) string {
+	if isLower(name) {
+		return name
+	}
 	if v, ok := s.lowered.Load(name); ok {
 		return v.(string)
 	}
 	l := strings.ToLower(name)
 	s.lowered.Store(name, l)
 	return l
+}
+
+// isLower reports whether name has no upper-case ASCII letter (header
+// names are ASCII tokens; anything else takes the strings.ToLower path).
+func isLower(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// okAnswer is an allowed CheckResponse with every message it points at,
+// allocated at once: the response is built on every allowed Check.
+type okAnswer struct {
+	resp   authv3.CheckResponse
+	status rpcstatus.Status
+	wrap   authv3.CheckResponse_OkResponse
+	ok     authv3.OkHttpResponse
+	remove [8]string // HeadersToRemove's first backing array
 }
 
 // allowed renders an allowed decision. Envoy applies headers first, then
@@ -162,23 +196,37 @@ func (s *Server) lower(name string) string {
 // x_auth_subject, forward-auth and method-override headers), and
 // authorization unless forward_authorization.
 func (s *Server) allowed(h *proxy.Handler, d *proxy.Decision, hdrs headers) *authv3.CheckResponse {
-	var buf [8]proxy.Header
-	ids := h.IdentityHeaders(buf[:0], d.Principal)
-	ok := &authv3.OkHttpResponse{Headers: s.options(ids)}
-	isSet := func(name string) bool {
-		return slices.ContainsFunc(ids, func(f proxy.Header) bool { return s.lower(f.Name) == name })
+	var buf [16]proxy.Header
+	fields := h.IdentityHeaders(buf[:0], d.Principal)
+	nIDs := len(fields)
+	fields = append(fields, d.Headers()...)
+	a := &okAnswer{}
+	ok := &a.ok
+	if len(fields) > 0 {
+		// One backing array and one pointer slice for both lists.
+		out := s.renderOptions(make([]headerOption, len(fields)), make([]*corev3.HeaderValueOption, len(fields)), fields)
+		if nIDs > 0 {
+			ok.Headers = out[:nIDs:nIDs]
+		}
+		if len(fields) > nIDs {
+			ok.ResponseHeadersToAdd = out[nIDs:]
+		}
 	}
-	names := h.IdentityHeaderNames()
-	ok.HeadersToRemove = make([]string, 0, len(names)+1)
+	ids := ok.Headers // their keys are the lower-cased names set
+	isSet := func(name string) bool {
+		return slices.ContainsFunc(ids, func(o *corev3.HeaderValueOption) bool { return o.Header.Key == name })
+	}
+	ok.HeadersToRemove = a.remove[:0]
 	remove := func(name string) {
 		if !isSet(name) && !slices.Contains(ok.HeadersToRemove, name) {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}
-	for _, n := range names {
+	for _, n := range h.IdentityHeaderNames() {
 		remove(s.lower(n))
 	}
-	var carried []string
+	var carriedBuf [4]string
+	carried := carriedBuf[:0]
 	for name := range hdrs.m {
 		if h.Scrubbed(name) {
 			carried = append(carried, strings.ToLower(name))
@@ -191,11 +239,10 @@ func (s *Server) allowed(h *proxy.Handler, d *proxy.Decision, hdrs headers) *aut
 	if !h.ForwardAuthorization() {
 		remove(hAuthorization)
 	}
-	ok.ResponseHeadersToAdd = s.options(d.Headers())
-	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-	}
+	a.status.Code = int32(codes.OK)
+	a.wrap.OkResponse = ok
+	a.resp.Status, a.resp.HttpResponse = &a.status, &a.wrap
+	return &a.resp
 }
 
 // denied renders a refusal: the gRPC code for its status, and the HTTP
