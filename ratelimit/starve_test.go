@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,10 +26,13 @@ func burnCPU(t *testing.T, n int) {
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		cmd := exec.Command("timeout", "120", "sh", "-c", "while :; do :; done")
+		// Its own process group, ended whole: killing timeout alone would
+		// orphan the shell, which then spins forever.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("starting a busy process: %v", err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
