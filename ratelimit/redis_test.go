@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis/portcullis/internal/redistest"
+	"github.com/portcullis/portcullis/internal/schedtest"
 )
 
 func newClient(t testing.TB, addr string, timeout time.Duration) *redis.Client {
@@ -121,34 +122,6 @@ func TestReplicasShareOneLimit(t *testing.T) {
 	}
 }
 
-// schedLag measures, while it runs, how late this process's goroutines
-// wake up: on a busy machine a call's wall time includes waiting for a CPU,
-// which no Redis timeout can bound. stop returns the worst lateness seen.
-func schedLag() (stop func() time.Duration) {
-	done := make(chan struct{})
-	worst := make(chan time.Duration, 1)
-	running := make(chan struct{})
-	go func() {
-		var w time.Duration
-		// Measuring starts only once this goroutine runs: a starved
-		// process may not schedule it before the measured call is over.
-		close(running)
-		for {
-			select {
-			case <-done:
-				worst <- w
-				return
-			default:
-			}
-			start := time.Now()
-			time.Sleep(time.Millisecond)
-			w = max(w, time.Since(start)-time.Millisecond)
-		}
-	}()
-	<-running
-	return func() time.Duration { close(done); return <-worst }
-}
-
 func TestRedisFailurePolicies(t *testing.T) {
 	t.Parallel()
 	for _, policy := range []string{FailLocal, FailAllow, FailDeny} {
@@ -176,7 +149,7 @@ func TestRedisFailurePolicies(t *testing.T) {
 			// measured scheduler lateness; any call is held to no hang.
 			var over []time.Duration
 			for i := 0; i < 10; i++ {
-				lag := schedLag()
+				lag := schedtest.Lag()
 				start := time.Now()
 				res, err := l.Allow(ctx, "r", Key{"k", "k"}, lim)
 				d := time.Since(start)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/redistest"
+	"github.com/portcullis/portcullis/internal/schedtest"
 	"github.com/portcullis/portcullis/issuer"
 	"github.com/portcullis/portcullis/metrics"
 )
@@ -202,7 +203,7 @@ func TestRevocationAcrossReplicasAndRedisOutage(t *testing.T) {
 	}
 	// The promise is 1 s of propagation; on a saturated machine the time
 	// this process spends waiting for a CPU is measured and set apart.
-	lag := schedLag()
+	lag := schedtest.Lag()
 	start := time.Now()
 	for {
 		if _, err := b.current().issuer.Verify(tok.AccessToken); err != nil {
@@ -394,32 +395,4 @@ func TestPanicIsAJSON500(t *testing.T) {
 	if strings.Contains(rec.Body.String(), "boom") {
 		t.Error("panic value echoed to the client")
 	}
-}
-
-// schedLag measures, while it runs, how late this process's goroutines
-// wake up: on a busy machine wall time includes waiting for a CPU, which no
-// promise about propagation can bound. stop returns the worst lateness.
-func schedLag() (stop func() time.Duration) {
-	done := make(chan struct{})
-	worst := make(chan time.Duration, 1)
-	running := make(chan struct{})
-	go func() {
-		var w time.Duration
-		// Measuring starts only once this goroutine runs: a starved
-		// process may not schedule it before the measured call is over.
-		close(running)
-		for {
-			select {
-			case <-done:
-				worst <- w
-				return
-			default:
-			}
-			start := time.Now()
-			time.Sleep(time.Millisecond)
-			w = max(w, time.Since(start)-time.Millisecond)
-		}
-	}()
-	<-running
-	return func() time.Duration { close(done); return <-worst }
 }
