@@ -138,9 +138,15 @@ start_portcullis() {
 # own auth_requests_total).
 measure_grpc() {
   local name=$1 pid=$2
-  local rps p50 p99 nonok denied rss
-  read -r rps p50 p99 nonok < <(taskset -c "$LOAD_CPUS" "$B" grpcload -target "127.0.0.1:$PC_GRPC" \
+  local rps p50 p99 nonok denied rss loadcpu ticks
+  # Both cores' use is printed: a server core that is not busy means the
+  # client or the connection, not Portcullis, set the figure.
+  ticks=$(awk '{print $14+$15}' "/proc/$pid/stat")
+  read -r rps p50 p99 nonok loadcpu < <(taskset -c "$LOAD_CPUS" "$B" grpcload -target "127.0.0.1:$PC_GRPC" \
     -path /api/orders -token "$TOKEN" -c "$CONNS" -warmup "$WARMUP" -d "$DURATION")
+  ticks=$(( $(awk '{print $14+$15}' "/proc/$pid/stat") - ticks ))
+  echo "  (server core busy $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v w="${WARMUP%s}" -v d="${DURATION%s}" \
+    'BEGIN { printf "%.0f", 100 * t / hz / (w + d) }')% over warm-up and run; load core ${loadcpu}%)"
   denied=$(curl -s "http://127.0.0.1:$PC_ADMIN/metrics" | awk '/^auth_requests_total\{/ && !/"allowed"/ {s += $2} END {printf "%d", s}')
   nonok=$((nonok + denied))
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)

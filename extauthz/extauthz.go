@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -98,6 +99,8 @@ func New(o Options) (*Server, error) {
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.MaxHeaderListSize(maxHeaderListBytes),
 		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.NumStreamWorkers(streamWorkers()),
+		grpc.ForceServerCodecV2(newCodec()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: maxConnectionIdle, Time: keepaliveTime, Timeout: keepaliveTimeout,
@@ -143,4 +146,14 @@ func (s *Server) Stop(ctx context.Context) error {
 		<-done
 		return fmt.Errorf("gRPC calls outlived the grace period: %w", ctx.Err())
 	}
+}
+
+// streamWorkers is how many long-lived goroutines run Checks: 64 per
+// core, Envoy's usual concurrency per connection. Without them gRPC starts
+// a goroutine per call, and growing each new goroutine's stack to what a
+// decision needs was a fifth of a Check's CPU; a worker keeps its grown
+// stack. A call finding every worker busy still gets its own goroutine, so
+// this bounds only the reuse, never the concurrency.
+func streamWorkers() uint32 {
+	return uint32(64 * runtime.GOMAXPROCS(0))
 }

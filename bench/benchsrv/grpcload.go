@@ -6,6 +6,7 @@ import (
 	"log"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -17,7 +18,8 @@ import (
 
 // grpcLoad calls Check over one HTTP/2 connection with c concurrent
 // streams (as Envoy multiplexes) for d after a warm-up, and prints
-// "rps p50_ms p99_ms non_ok" like ghzSummary. It exists because ghz, a
+// "rps p50_ms p99_ms non_ok cpu_percent" (its own CPU use during the
+// measured run, to show it was not the bottleneck). It exists because ghz, a
 // general-purpose client that builds every message by reflection, needs a
 // whole load core for about 14k calls/s and so measured itself rather than
 // the server; this client uses the generated stubs and costs a fraction of
@@ -77,11 +79,15 @@ func grpcLoad(target, path, token string, c int, warmup, d time.Duration) {
 		return len(lat), lat, nonOK
 	}
 	run(warmup, false)
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	calls, lat, nonOK := run(d, true)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	if calls == 0 {
 		log.Fatal("grpcload: no call completed")
 	}
 	slices.Sort(lat)
 	pct := func(p int) float64 { return float64(lat[(len(lat)-1)*p/100]) / 1e6 }
-	fmt.Printf("%.0f %.3f %.3f %d\n", float64(calls)/d.Seconds(), pct(50), pct(99), nonOK)
+	fmt.Printf("%.0f %.3f %.3f %d %.0f\n", float64(calls)/d.Seconds(), pct(50), pct(99), nonOK, 100*cpu.Seconds()/d.Seconds())
 }

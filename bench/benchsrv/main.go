@@ -11,9 +11,9 @@
 //	benchsrv freeport                           print a free loopback port
 //	benchsrv oidc -addr A -key KEY -iss URL     OIDC discovery + JWKS for the key
 //	                                            (for oauth2-proxy's --extra-jwt-issuers)
-//	benchsrv protoset -out FILE                 the ext_authz API's descriptors, for ghz
-//	benchsrv checkrequest -path P -token T      a CheckRequest as Envoy sends it (JSON)
-//	benchsrv ghzsummary < REPORT                "rps p50_ms p99_ms non_ok" from ghz's JSON
+//	benchsrv grpcload -target A -path P -token T -c N -warmup W -d D
+//	                                            gRPC Check load; prints "rps p50_ms
+//	                                            p99_ms non_ok cpu_percent"
 package main
 
 import (
