@@ -105,7 +105,7 @@ func BenchmarkUnmarshalCheck(b *testing.B) {
 	msg := marshal(b, envoyRequest(map[string]string{
 		":authority": "api.example", ":method": "GET", ":path": "/orders?x=1", "accept": "*/*",
 		"authorization": "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl",
-		"user-agent": "curl/8.5.0", "x-forwarded-proto": "https", "x-request-id": "0b6f2c1e-5f0c-4b8e-9c1a-1f2e3d4c5b6a",
+		"user-agent":    "curl/8.5.0", "x-forwarded-proto": "https", "x-request-id": "0b6f2c1e-5f0c-4b8e-9c1a-1f2e3d4c5b6a",
 		"x-envoy-expected-rq-timeout-ms": "15000",
 	}))
 	for _, tt := range []struct {
