@@ -326,6 +326,28 @@ func TestDecoyCost(t *testing.T) {
 	}
 }
 
+// TestDecoyHashKept: a second client set of the same cost (a reload)
+// reuses the decoy hash instead of spending another bcrypt on it.
+func TestDecoyHashKept(t *testing.T) {
+	t.Parallel()
+	h, err := bcryptHash("s", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := []config.Client{{ID: "a", SecretHash: config.Secret(h)}}
+	a1, err1 := newClientAuth(clients, sourceOptions{})
+	a2, err2 := newClientAuth(clients, sourceOptions{})
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	if &a1.fakeHash[0] != &a2.fakeHash[0] {
+		t.Fatal("the decoy hash was made again for the same cost")
+	}
+	if bcrypt.CompareHashAndPassword(a1.fakeHash, []byte("s")) == nil {
+		t.Fatal("the decoy hash matches a secret")
+	}
+}
+
 // TestUnknownClientIDs: control characters make an id unknown, and secrets
 // past bcrypt's 72 bytes never match, even when their first 72 bytes do.
 func TestUnknownClientIDs(t *testing.T) {

@@ -122,12 +122,30 @@ func newClientAuth(cfg []config.Client, so sourceOptions) (*clientAuth, error) {
 	// An unknown client id is checked against this hash of the configured
 	// clients' cost, so its answer takes as long as a wrong secret's (no
 	// client enumeration by timing).
-	fake, err := bcrypt.GenerateFromPassword([]byte("portcullis-no-such-client"), decoyCost(costs))
+	fake, err := decoyHash(decoyCost(costs))
 	if err != nil {
 		return nil, fmt.Errorf("preparing client authentication: %w", err)
 	}
 	a.fakeHash = fake
 	return a, nil
+}
+
+// decoyHashes keeps one decoy hash per bcrypt cost for the process's
+// life: making one costs as much as a client's secret check (a quarter of
+// a second at cost 12), and a configuration reload would otherwise spend it
+// again though nothing about it changed.
+var decoyHashes sync.Map // cost → []byte
+
+func decoyHash(cost int) ([]byte, error) {
+	if h, ok := decoyHashes.Load(cost); ok {
+		return h.([]byte), nil
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte("portcullis-no-such-client"), cost)
+	if err != nil {
+		return nil, err
+	}
+	h2, _ := decoyHashes.LoadOrStore(cost, h)
+	return h2.([]byte), nil
 }
 
 // decoyCost is the bcrypt cost most secret clients use (the higher one on
