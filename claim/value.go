@@ -196,7 +196,7 @@ func scalar(v any) Value {
 // or C1 (U+0080–U+009F, UTF-8 0xC2 0x80–0x9F). Such characters would travel
 // into identity headers and logs, where another parser may read them as
 // separators (U+0085 is NEL).
-func HasControl(s string) bool {
+func HasControl[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c == 0x7f {
