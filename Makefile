@@ -79,6 +79,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzChunkScanner$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run '^$$' -fuzz '^FuzzTarget$$' -fuzztime $(FUZZTIME) ./extauthz/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckCodec$$' -fuzztime $(FUZZTIME) ./extauthz/
 
 # Mixed traffic against the real binary for SOAK_DURATION (default 3m):
 # RSS and goroutines must stay bounded (see README, "Bounded memory").

@@ -2,7 +2,9 @@ package issuer
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -13,9 +15,8 @@ import (
 // principalSize over the cache, split evenly over cacheShards shards
 // (64 keep lock contention negligible on the request path). At 8 MiB that
 // is about 1,000 entries of the largest tokens, or 20,000 ordinary ones:
-// a miss costs one signature check, and the bound keeps a fresh-token
-// flood's peak RSS near the benchmark's 40 MiB target and far inside a
-// 128 MiB container (see README, "Bounded memory").
+// a miss costs one signature check, and the bound keeps the cache far
+// inside a 128 MiB container (see README, "Bounded memory").
 const (
 	CacheMaxBytes = 8 << 20
 	cacheShards   = 64
@@ -33,7 +34,18 @@ const (
 // concurrent use.
 type tokenCache struct {
 	shards [cacheShards]cacheShard
+	// seen is the doorkeeper: a token enters the cache on its second
+	// verification, not its first. Tokens used once — a flood of fresh
+	// valid tokens, or the benchmark's fresh-token mode — then never fill
+	// the cache or push out the tokens in use (a sidecar's callers reuse a
+	// token for its whole life, so they lose one signature check). Each
+	// slot holds a fingerprint of the last token that mapped to it; a
+	// collision only delays a token's admission.
+	seen [seenSlots]atomic.Uint64
 }
+
+// seenSlots fingerprints (256 KiB) remember the tokens verified once.
+const seenSlots = 1 << 15
 
 type cacheEntry struct {
 	p    *Principal
@@ -91,7 +103,33 @@ func principalSize(p *Principal) int {
 	return mapSlotOverhead + n
 }
 
+// seenSlot returns k's doorkeeper slot and fingerprint.
+func (c *tokenCache) seenSlot(k *[32]byte) (*atomic.Uint64, uint64) {
+	fp := binary.LittleEndian.Uint64(k[8:]) | 1 // never the empty slot's 0
+	return &c.seen[binary.LittleEndian.Uint32(k[16:])%seenSlots], fp
+}
+
+// seenBefore reports whether k was verified before and is remembered.
+func (c *tokenCache) seenBefore(k *[32]byte) bool {
+	slot, fp := c.seenSlot(k)
+	return slot.Load() == fp
+}
+
+// admit reports whether k was verified before (and remembers it if not).
+func (c *tokenCache) admit(k *[32]byte) bool {
+	slot, fp := c.seenSlot(k)
+	if slot.Load() == fp {
+		return true
+	}
+	slot.Store(fp)
+	return false
+}
+
+// put caches p for k from k's second verification on.
 func (c *tokenCache) put(k [32]byte, p *Principal, now time.Time) {
+	if !c.admit(&k) {
+		return
+	}
 	size := principalSize(p)
 	if size > shardBudget {
 		return // cannot happen for tokens within MaxTokenBytes; never evict a shard for one

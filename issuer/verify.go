@@ -102,7 +102,8 @@ func (iss *Issuer) Verify(token string) (*Principal, error) {
 // A token verified before comes back with Principal set (revocation
 // checked). Otherwise Principal is nil and Finish does the signature work,
 // so a caller can decide first whether this client may spend it (the
-// proxy charges the client IP for cache misses).
+// proxy charges the client IP for tokens not verified before: see
+// Pending.VerifiedBefore).
 func (iss *Issuer) Check(token string) (Pending, error) {
 	if len(token) > MaxTokenBytes {
 		return Pending{}, ErrTooLarge
@@ -117,9 +118,17 @@ func (iss *Issuer) Check(token string) (Pending, error) {
 			return Pending{}, ErrRevoked
 		}
 		pd.Principal = p
+	} else {
+		pd.verifiedBefore = iss.cache.seenBefore(&pd.key)
 	}
 	return pd, nil
 }
+
+// VerifiedBefore reports whether a token Check did not find in the cache
+// was verified once already (the cache takes a token on its second
+// verification): its signature check costs no more than a cache hit would
+// have saved, so it is not charged as a new token. A forged token never is.
+func (pd Pending) VerifiedBefore() bool { return pd.Principal != nil || pd.verifiedBefore }
 
 // Pending is a token that passed Check: either cached (Principal set) or
 // waiting for Finish.
@@ -127,10 +136,11 @@ type Pending struct {
 	// Principal is set when the token was verified before.
 	Principal *Principal
 
-	iss   *Issuer
-	token string
-	key   [32]byte
-	now   time.Time
+	iss            *Issuer
+	token          string
+	key            [32]byte
+	now            time.Time
+	verifiedBefore bool
 }
 
 // Finish verifies the signature and claims of a token Check did not find

@@ -162,12 +162,16 @@ func TestVerifyCacheHonoursExpiryAndRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := iss.Verify(tok)
+	// A token enters the cache on its second verification.
+	if _, err := iss.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := iss.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p2, _ := iss.Verify(tok); p2 != p1 {
-		t.Error("second Verify did not come from the cache")
+	if p3, _ := iss.Verify(tok); p3 != p2 {
+		t.Error("third Verify did not come from the cache")
 	}
 	if err := rev.RevokeToken(context.Background(), "jti-cache", t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -179,8 +183,10 @@ func TestVerifyCacheHonoursExpiryAndRevocation(t *testing.T) {
 		Issuer: testIssuer, Subject: "billing", Audience: jwt.ClaimStrings{"orders-api"}, ID: "jti-exp",
 		ExpiresAt: jwt.NewNumericDate(t0.Add(time.Minute)), IssuedAt: jwt.NewNumericDate(t0),
 	}})
-	if _, err := iss.Verify(tok2); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := iss.Verify(tok2); err != nil {
+			t.Fatal(err)
+		}
 	}
 	clk.t = t0.Add(2 * time.Minute)
 	if _, err := iss.Verify(tok2); !errors.Is(err, ErrExpired) {
@@ -194,6 +200,7 @@ func TestTokenCacheStaysBounded(t *testing.T) {
 	p := &Principal{cacheUntil: t0.Add(time.Hour), ScopeString: strings.Repeat("s", 7<<10)}
 	for i := 0; i < 3*CacheMaxBytes/principalSize(p); i++ {
 		c.put(cacheKey(fmt.Sprint(i)), p, t0)
+		c.put(cacheKey(fmt.Sprint(i)), p, t0) // admitted on the second
 	}
 	if _, bytes := c.size(); bytes > CacheMaxBytes {
 		t.Errorf("cache accounts %d bytes, bound is %d", bytes, CacheMaxBytes)
@@ -208,6 +215,7 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 	c := newTokenCache()
 	big := &Principal{cacheUntil: t0.Add(time.Hour), size: 100 << 10}
 	for i := 0; i < 16384; i++ {
+		c.put(cacheKey(fmt.Sprint(i)), big, t0)
 		c.put(cacheKey(fmt.Sprint(i)), big, t0)
 	}
 	total, n := 0, 0
@@ -227,6 +235,7 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 	}
 	huge := &Principal{cacheUntil: t0.Add(time.Hour), size: shardBudget + 1}
 	c.put(cacheKey("huge"), huge, t0)
+	c.put(cacheKey("huge"), huge, t0)
 	if c.get(cacheKey("huge"), t0) != nil {
 		t.Error("a principal larger than a shard's share was cached")
 	}
@@ -235,6 +244,27 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 	withClaims := (&Principal{claims: []namedClaim{{name: "groups", claim: claim.Claim{Values: make([]claim.Value, 1000)}}}}).footprint()
 	if withClaims < small+1000*valueOverhead {
 		t.Errorf("footprint with 1000 claim values %d, without %d", withClaims, small)
+	}
+}
+
+// TestTokenCacheAdmitsOnSecondUse: a token verified once is not cached,
+// so tokens used once (a flood of fresh ones) leave the cache as it was;
+// its second verification caches it.
+func TestTokenCacheAdmitsOnSecondUse(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache()
+	p := &Principal{cacheUntil: t0.Add(time.Hour)}
+	hot := cacheKey("hot")
+	c.put(hot, p, t0)
+	c.put(hot, p, t0)
+	for i := 0; i < 100_000; i++ {
+		c.put(cacheKey(fmt.Sprint("once-", i)), p, t0)
+	}
+	if entries, _ := c.size(); entries != 1 {
+		t.Errorf("%d entries after 100,000 tokens used once and one used twice, want 1", entries)
+	}
+	if c.get(hot, t0) != p {
+		t.Error("the token used twice is not cached")
 	}
 }
 

@@ -145,7 +145,7 @@ func (h *Handler) decide(ctx context.Context, in *Input) Decision {
 	return d
 }
 
-// verify checks the token. A token not seen before costs a signature check,
+// verify checks the token. A token never verified costs a signature check,
 // so its client IP first pays from rate_limit.new_tokens: a flood of fresh
 // or forged tokens is stopped before any crypto (preVerifyLimited).
 func (h *Handler) verify(ctx context.Context, in *Input, token string, parseErr error) (*issuer.Principal, error) {
@@ -156,7 +156,7 @@ func (h *Handler) verify(ctx context.Context, in *Input, token string, parseErr 
 	if err != nil || pd.Principal != nil {
 		return pd.Principal, err
 	}
-	if spec := h.limits.newToken; h.limits.enabled && spec != nil {
+	if spec := h.limits.newToken; h.limits.enabled && spec != nil && !pd.VerifiedBefore() {
 		res, err := h.limiter.Allow(ctx, spec.scope, ratelimit.Key{Kind: "ip", Value: ipKey(in.Client)}, spec.limit)
 		if err == nil && !res.Allowed {
 			if !spec.shadow {

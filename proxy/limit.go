@@ -33,7 +33,7 @@ type limits struct {
 	def      *limitSpec
 	byRoute  []*limitSpec // indexed by route index
 	endpoint *limitSpec   // /token, /revoke, /introspect
-	newToken *limitSpec   // signature checks of tokens not seen before, per client IP
+	newToken *limitSpec   // signature checks of tokens never verified, per client IP
 }
 
 func compileLimit(scope, name string, l *config.Limit) *limitSpec {
