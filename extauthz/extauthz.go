@@ -149,11 +149,16 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // streamWorkers is how many long-lived goroutines run Checks: 64 per
-// core, Envoy's usual concurrency per connection. Without them gRPC starts
-// a goroutine per call, and growing each new goroutine's stack to what a
-// decision needs was a fifth of a Check's CPU; a worker keeps its grown
-// stack. A call finding every worker busy still gets its own goroutine, so
-// this bounds only the reuse, never the concurrency.
+// core, Envoy's usual concurrency per connection, at most maxStreamWorkers
+// (on a large node without a CPU limit GOMAXPROCS is the node's size, and
+// idle workers hold their stacks). Without them gRPC starts a goroutine per
+// call, and growing each new goroutine's stack to what a decision needs was
+// a fifth of a Check's CPU; a worker keeps its grown stack. A call finding
+// every worker busy still gets its own goroutine, so this bounds only the
+// reuse, never the concurrency.
 func streamWorkers() uint32 {
-	return uint32(64 * runtime.GOMAXPROCS(0))
+	return uint32(min(64*runtime.GOMAXPROCS(0), maxStreamWorkers))
 }
+
+// maxStreamWorkers bounds streamWorkers.
+const maxStreamWorkers = 256
