@@ -31,7 +31,6 @@ func newTransport(responseTimeout time.Duration) *http.Transport {
 		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
 		IdleConnTimeout:       idleConnTimeout,
 		ResponseHeaderTimeout: responseTimeout,
-		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass bodies through as the upstream sent them
 		ForceAttemptHTTP2:     false,
 	}
@@ -60,6 +59,13 @@ func (h *Handler) newReverseProxy(target *url.URL, timeout time.Duration) *httpu
 					out.Header[k] = v
 				}
 			}
+			// The client's "Expect: 100-continue" is answered here (net/http
+			// sends 100 Continue when the body is first read), not passed on,
+			// as nginx and Envoy do: Go's transport starts sending the body
+			// before it relays the upstream's own 100, so a client could get
+			// two, and another server would disagree with us on when the body
+			// may come.
+			out.Header.Del("Expect")
 		},
 		Transport: h.transport,
 		ModifyResponse: func(resp *http.Response) error {
