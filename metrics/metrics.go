@@ -126,15 +126,17 @@ func New() *Metrics {
 	return m
 }
 
-// ReloadResult records the outcome of one configuration reload.
+// ReloadResult records the outcome of one configuration reload. The gauge
+// is set before the counter moves, so whoever sees the new count (a
+// scrape, a test waiting for it) also sees the gauge that goes with it.
 func (m *Metrics) ReloadResult(ok bool) {
 	if ok {
-		m.ConfigReloads.WithLabelValues("success").Inc()
 		m.ConfigLastReloadOK.Set(1)
+		m.ConfigReloads.WithLabelValues("success").Inc()
 		return
 	}
-	m.ConfigReloads.WithLabelValues("failure").Inc()
 	m.ConfigLastReloadOK.Set(0)
+	m.ConfigReloads.WithLabelValues("failure").Inc()
 }
 
 // AuthResult counts one authorization decision.

@@ -140,12 +140,14 @@ func (s *Server) reloadLocked(trigger string) error {
 	}
 	prev.stop()
 	s.setLevel(next)
-	s.metrics.ReloadResult(true)
 	args := []any{"trigger", trigger}
 	if len(restart) > 0 {
 		args = append(args, "restart_needed", strings.Join(restart, ","))
 	}
 	s.log.Info("configuration reloaded", args...)
+	// The metrics move last: whoever sees them has the logs and the new
+	// configuration too.
+	s.metrics.ReloadResult(true)
 	return nil
 }
 
@@ -158,9 +160,9 @@ func (s *Server) reloadFailed(trigger string, err error) {
 			s.log.Error("configuration refused", "problem", line, "trigger", trigger)
 		}
 	}
-	s.metrics.ReloadResult(false)
 	s.log.Error("configuration reload failed; the running configuration keeps serving unchanged",
 		"trigger", trigger, "problems", problems, "security_event", true)
+	s.metrics.ReloadResult(false)
 }
 
 // processWide lists the settings outside config.RestartKeys that this
