@@ -194,7 +194,7 @@ func TestEnvOnlyProduction(t *testing.T) {
 		{"DATABASE_URL", "stateless"},
 		{"TOKEN_BINDING_SALT", "sender-constrained"},
 	} {
-		if !jsonLogHas(stderr.String(), want.name, want.why) {
+		if !logged(stderr, func(s string) bool { return jsonLogHas(s, want.name, want.why) }) {
 			t.Errorf("stderr lacks a JSON warning naming %s and why (%q):\n%s", want.name, want.why, stderr)
 		}
 	}
@@ -304,7 +304,7 @@ func TestUnusedVariablesWithAFile(t *testing.T) {
 		}
 	}
 	_, _, stderr := startReady(t, []string{"-config", "config.example.yaml"}, "TOKEN_BINDING_SALT=pepper")
-	if !jsonLogHas(stderr.String(), "TOKEN_BINDING_SALT", "sender-constrained") {
+	if !logged(stderr, func(s string) bool { return jsonLogHas(s, "TOKEN_BINDING_SALT", "sender-constrained") }) {
 		t.Errorf("startup log lacks the TOKEN_BINDING_SALT warning:\n%s", stderr)
 	}
 }
