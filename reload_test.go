@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -75,48 +74,31 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe to read while the process writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !holdsWithin(30*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
-// logged waits until the process's stderr satisfies match. A log line is
-// written before the metric or answer a test waits on, but it reaches the
-// test through a pipe and a copying goroutine, which a busy machine delays.
-func logged(stderr fmt.Stringer, match func(string) bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for !match(stderr.String()) {
+// holdsWithin polls cond until it holds (true) or d passes (false).
+func holdsWithin(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
 		if time.Now().After(deadline) {
 			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
+}
+
+// logged waits until the process's stderr satisfies match. A log line is
+// written before the metric or answer a test waits on, but it reaches the
+// test through a pipe and a copying goroutine, which a busy machine delays.
+func logged(stderr fmt.Stringer, match func(string) bool) bool {
+	return holdsWithin(10*time.Second, func() bool { return match(stderr.String()) })
 }
 
 // contains is a match for logged.
@@ -128,13 +110,13 @@ func contains(sub string) func(string) bool {
 type proc struct {
 	cmd         *exec.Cmd
 	main, admin string
-	stderr      *lockedBuffer
+	stderr      *syncBuffer
 }
 
 // startWithConfig runs the binary on cfgPath and waits for readiness.
 func startWithConfig(t *testing.T, cfgPath, main, admin string) *proc {
 	t.Helper()
-	p := &proc{main: main, admin: admin, stderr: &lockedBuffer{}}
+	p := &proc{main: main, admin: admin, stderr: &syncBuffer{}}
 	p.cmd = exec.Command(binary, "-config", cfgPath)
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	p.cmd.Stderr = p.stderr

@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
@@ -133,16 +134,13 @@ func (d *checkDecoder) strip(b []byte, path []protowire.Number) bool {
 			if !d.strip(v, path[1:]) {
 				return false
 			}
-			var size [maxVarintLen]byte
+			var size [binary.MaxVarintLen64]byte
 			d.rest = slices.Insert(d.rest, at, protowire.AppendVarint(size[:0], uint64(len(d.rest)-at))...)
 		}
 		b = b[n+m:]
 	}
 	return true
 }
-
-// maxVarintLen is the longest a varint is encoded.
-const maxVarintLen = 10
 
 // Field numbers of a map entry message (the protobuf encoding of maps).
 const (

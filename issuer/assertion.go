@@ -191,15 +191,7 @@ func (iss *Issuer) verifyPrivateKeyJWT(r *http.Request, c *client, token string)
 	// (RFC 7519 §2 NumericDates, string iss/sub/jti).
 	var claims tokenClaims
 	_, err = iss.assertions.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
-		k := c.assertionKey(h.kid, h.alg)
-		if k == nil {
-			return nil, ErrUnknownKey
-		}
-		// The key's pinned algorithm decides, never the header alone.
-		if t.Method.Alg() != k.Alg {
-			return nil, ErrAlgorithm
-		}
-		return k.public, nil
+		return c.assertionKey(h.kid, h.alg).verifying(t)
 	})
 	if err != nil {
 		return mapJWTError(err)

@@ -154,3 +154,17 @@ func ephemeralKey() (*Key, error) {
 	}
 	return &Key{ID: "dev-" + hex.EncodeToString(id), Alg: "ES256", method: jwt.SigningMethodES256, signer: priv, public: &priv.PublicKey}, nil
 }
+
+// verifying is the key a jwt.Keyfunc hands back for t, k being the key its
+// kid chose (nil: none). The key's pinned algorithm decides, never the
+// token's alg alone: this is what stops HS256-signed-with-the-public-key
+// confusion, for access tokens and client assertions alike.
+func (k *Key) verifying(t *jwt.Token) (any, error) {
+	if k == nil {
+		return nil, ErrUnknownKey
+	}
+	if t.Method.Alg() != k.Alg {
+		return nil, ErrAlgorithm
+	}
+	return k.public, nil
+}

@@ -188,15 +188,7 @@ func (iss *Issuer) verifyUncached(token string, now time.Time) (*Principal, erro
 			}
 			k = trusted.keyFor(h)
 		}
-		if k == nil {
-			return nil, ErrUnknownKey
-		}
-		// The key's pinned algorithm decides, never the token's alg alone:
-		// this is what stops HS256-signed-with-the-public-key confusion.
-		if t.Method.Alg() != k.Alg {
-			return nil, ErrAlgorithm
-		}
-		return k.public, nil
+		return k.verifying(t)
 	})
 	if err != nil {
 		return nil, mapJWTError(err)

@@ -65,7 +65,7 @@ func (h *Handler) newReverseProxy(target *url.URL, timeout time.Duration) *httpu
 			// before it relays the upstream's own 100, so a client could get
 			// two, and another server would disagree with us on when the body
 			// may come.
-			out.Header.Del("Expect")
+			delete(out.Header, "Expect") // canonical already: no per-request canonicalising
 		},
 		Transport: h.transport,
 		ModifyResponse: func(resp *http.Response) error {

@@ -103,6 +103,25 @@ func (b *logBuffer) lines(msg string) []map[string]any {
 	return out
 }
 
+// records returns every log line, decoded; a line that is not JSON fails t.
+func (b *logBuffer) records(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %.200q", l)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -1,15 +1,12 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,37 +14,7 @@ import (
 	"github.com/portcullis/portcullis/seclog"
 )
 
-// syncBuffer is a log sink safe for the handler's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) records(t *testing.T) []map[string]any {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not JSON: %.200q", l)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func loggedServer(t *testing.T, sink *syncBuffer) *Server {
+func loggedServer(t *testing.T, sink *logBuffer) *Server {
 	t.Helper()
 	cfg, _, err := config.Parse([]byte(testConfig), t.TempDir(), func(k string) string {
 		if k == "HASH" {
@@ -70,7 +37,7 @@ func loggedServer(t *testing.T, sink *syncBuffer) *Server {
 // not 10,000 lines.
 func TestRefusalFloodLogsABoundedSummary(t *testing.T) {
 	t.Parallel()
-	sink := &syncBuffer{}
+	sink := &logBuffer{}
 	s := loggedServer(t, sink)
 	h := s.Handler()
 	const flood = 10000
@@ -122,7 +89,7 @@ func TestRefusalFloodLogsABoundedSummary(t *testing.T) {
 // log line repeats it past 256 bytes.
 func TestHugeClientIDIsNotLoggedWhole(t *testing.T) {
 	t.Parallel()
-	sink := &syncBuffer{}
+	sink := &logBuffer{}
 	s := loggedServer(t, sink)
 	huge := strings.Repeat("A", 700<<10)
 	for i := 0; i < 4; i++ { // past the token endpoint's limit of 2, too
@@ -158,7 +125,7 @@ func TestHugeClientIDIsNotLoggedWhole(t *testing.T) {
 // summarised like security events.
 func TestServerErrorLogIsSummarised(t *testing.T) {
 	t.Parallel()
-	sink := &syncBuffer{}
+	sink := &logBuffer{}
 	s := loggedServer(t, sink)
 	ts := httptest.NewUnstartedServer(s.Handler())
 	ts.Config = s.httpServer(s.Handler())
